@@ -1,0 +1,163 @@
+"""Input validation: the one place where user data is checked, with messages that name the argument,
+the batch row and the problem.
+
+All errors are :class:`ValueError` (``SpecTheoryInputError`` subclasses it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .tolerances import SUM_ATOL_FLOAT32, SUM_ATOL_FLOAT64
+
+
+class SpecTheoryInputError(ValueError):
+    """Invalid input to a spectheory function (a :class:`ValueError`)."""
+
+
+def _row_label(idx: tuple[int, ...]) -> str:
+    if not idx:
+        return ""
+    return f", row {idx[0]}" if len(idx) == 1 else f", row {idx}"
+
+
+def sum_tolerance(dtype: np.dtype) -> float:
+    """The documented tolerance on ``|sum - 1|`` for inputs of ``dtype``."""
+    return SUM_ATOL_FLOAT64 if np.dtype(dtype) == np.float64 else SUM_ATOL_FLOAT32
+
+
+def as_distribution(
+    x: Any,
+    name: str,
+    *,
+    normalize: bool = False,
+    allow_batch: bool = True,
+    atol: float | None = None,
+) -> np.ndarray:
+    """Validate a probability vector ``(V,)`` or a batch ``(B, V)`` and return it as float64.
+
+    Parameters
+    ----------
+    x
+        Array-like of probabilities (numpy, JAX, torch CPU tensors, lists, Fractions are converted).
+    name
+        Argument name used in error messages.
+    normalize
+        If True, each row is divided by its sum (which must still be finite and positive). Never done
+        silently.
+    allow_batch
+        Whether a 2-D batch is accepted.
+    atol
+        Tolerance on ``|sum - 1|``; default :func:`sum_tolerance` of the input dtype.
+
+    Raises
+    ------
+    ValueError
+        On a wrong shape, an empty vocabulary, a non-finite or negative entry, or a row whose sum is
+        not 1 within the tolerance. The message names ``name`` and the row.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise SpecTheoryInputError(f"argument {name!r}: cannot convert to an array ({exc})") from exc
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SpecTheoryInputError(
+                f"argument {name!r}: entries must be real numbers ({exc})"
+            ) from exc
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or arr.dtype == np.bool_):
+        raise SpecTheoryInputError(
+            f"argument {name!r}: expected real probabilities, got dtype {arr.dtype}"
+        )
+    in_dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
+    max_ndim = 2 if allow_batch else 1
+    if arr.ndim == 0 or arr.ndim > max_ndim:
+        want = "(V,) or (B, V)" if allow_batch else "(V,)"
+        raise SpecTheoryInputError(
+            f"argument {name!r}: expected shape {want}, got shape {arr.shape}"
+        )
+    if arr.shape[-1] == 0:
+        raise SpecTheoryInputError(f"argument {name!r}: empty vocabulary (V = 0)")
+    if arr.ndim == 2 and arr.shape[0] == 0:
+        raise SpecTheoryInputError(f"argument {name!r}: empty batch (B = 0)")
+    a = arr.astype(np.float64, copy=True)
+    finite = np.isfinite(a)
+    if not finite.all():
+        idx = np.argwhere(~finite)[0]
+        bad = a[tuple(idx)]
+        raise SpecTheoryInputError(
+            f"argument {name!r}{_row_label(tuple(int(i) for i in idx[:-1]))}: "
+            f"entry {int(idx[-1])} is {bad} (probabilities must be finite)"
+        )
+    neg = a < 0
+    if neg.any():
+        idx = np.argwhere(neg)[0]
+        raise SpecTheoryInputError(
+            f"argument {name!r}{_row_label(tuple(int(i) for i in idx[:-1]))}: "
+            f"entry {int(idx[-1])} is negative ({a[tuple(idx)]!r})"
+        )
+    sums = a.sum(axis=-1)
+    if normalize:
+        bad = ~(sums > 0)
+        if np.any(bad):
+            row = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if a.ndim == 2 else ()
+            raise SpecTheoryInputError(
+                f"argument {name!r}{_row_label(row)}: cannot normalize a row that sums to 0"
+            )
+        return a / sums[..., None]
+    tol = sum_tolerance(in_dtype) if atol is None else atol
+    off = np.abs(np.atleast_1d(sums) - 1.0)
+    if np.any(off > tol):
+        r = int(np.argmax(off > tol))
+        row = (r,) if a.ndim == 2 else ()
+        s = float(np.atleast_1d(sums)[r])
+        raise SpecTheoryInputError(
+            f"argument {name!r}{_row_label(row)}: entries sum to {s!r}, not 1 "
+            f"(tolerance {tol:g} for {in_dtype}); pass normalize=True to rescale"
+        )
+    return a
+
+
+def check_n(n: Any, name: str = "n") -> int:
+    """Validate a number of drafts (an integer >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise SpecTheoryInputError(f"argument {name!r}: must be an integer, got {n!r}")
+    if n < 1:
+        raise SpecTheoryInputError(f"argument {name!r}: must be >= 1, got {n}")
+    return int(n)
+
+
+def check_support_at_least(q: np.ndarray, n: int, name: str, what: str) -> None:
+    """Raise if some row of ``q`` has fewer than ``n`` tokens of positive mass."""
+    support = np.atleast_2d(q > 0).sum(axis=-1)
+    bad = support < n
+    if np.any(bad):
+        r = int(np.argmax(bad))
+        row = (r,) if q.ndim == 2 else ()
+        raise SpecTheoryInputError(
+            f"argument {name!r}{_row_label(row)}: only {int(support[r])} tokens have positive "
+            f"probability, fewer than n = {n}; {what}"
+        )
+
+
+def broadcast_pair(p: np.ndarray, batch_shape: tuple[int, ...], V: int) -> np.ndarray:
+    """Check that target ``p`` matches a scheme's vocabulary and batch; return ``p``.
+
+    ``p`` may be one row shared by a batched scheme, or a batch for an unbatched scheme (the scheme is
+    then broadcast by the caller).
+    """
+    if p.shape[-1] != V:
+        raise SpecTheoryInputError(
+            f"argument 'p': vocabulary size {p.shape[-1]} does not match the scheme's V = {V}"
+        )
+    if p.ndim == 2 and batch_shape and p.shape[0] != batch_shape[0]:
+        raise SpecTheoryInputError(
+            f"argument 'p': batch size {p.shape[0]} does not match the scheme's batch size "
+            f"{batch_shape[0]}"
+        )
+    return p

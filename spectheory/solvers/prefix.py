@@ -1,0 +1,156 @@
+r"""The sorted-prefix algorithm: :math:`\alpha^*` in :math:`O(V \log V)`.
+
+Sort tokens by :math:`r(y) = p(y)/q(y)` ascending (:math:`q(y)=0` gives :math:`r=+\infty`, last) and let
+:math:`H_k` be the first :math:`k` tokens. For i.i.d. drafts some minimiser of the subset form is a
+prefix (Hu et al., arXiv 2502.18779; proof in ``docs/theory.md``), so
+
+.. math::
+
+    \alpha^* = \min_{0 \le k \le V} \bigl[1 + P_k - Q(H_k^n)\bigr],
+
+with prefix sums :math:`P_k = p(H_k)`. Greedy drafts and SpecHub have the closed form
+:math:`p(D) + \sum_{y \notin D} \min(p(y), q(y)/q(\Omega\setminus D))`. Sampling without replacement
+uses the same chain with :math:`Q(H_k^n)` from the series of ``docs/theory.md`` (``n <= 3`` here).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..result import Result, Status
+from ..schemes import IID, Greedy, Hub, Scheme, WithoutReplacement, exclusive_sums
+from .registry import SolverEntry, register
+
+__all__ = ["prefix_iid", "prefix_order", "solve_prefix"]
+
+#: Largest V for the O(V^2) n = 3 without-replacement chain.
+WOR3_MAX_V = 4096
+
+
+def prefix_order(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Ascending order of ``p/q`` along the last axis (``q = 0`` last; stable on ties)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
+    return np.argsort(r, axis=-1, kind="stable")
+
+
+def _finish(vals: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Given chain values ``(B, V)`` for k = 1..V, add k = 0 (value 1), return (value, mask)."""
+    B, V = vals.shape
+    full = np.concatenate([np.ones((B, 1)), vals], axis=1)
+    k = np.argmin(full, axis=1)
+    value = full[np.arange(B), k]
+    mask = np.zeros((B, V), dtype=bool)
+    ranks = np.arange(V)[None, :] < k[:, None]  # ranks inside the prefix
+    np.put_along_axis(mask, order, ranks, axis=1)
+    return value, mask
+
+
+def prefix_iid(p: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """alpha* and witness for i.i.d. drafts, rows of ``p``, ``q`` (``(B, V)`` float64)."""
+    order = prefix_order(p, q)
+    ps = np.take_along_axis(p, order, axis=1)
+    qs = np.take_along_axis(q, order, axis=1)
+    P = np.cumsum(ps, axis=1)
+    S = np.cumsum(qs, axis=1)
+    return _finish(1.0 + P - np.minimum(S, 1.0) ** n, order)
+
+
+def _prefix_wor(p: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = prefix_order(p, q)
+    ps = np.take_along_axis(p, order, axis=1)
+    qs = np.take_along_axis(q, order, axis=1)
+    P = np.cumsum(ps, axis=1)
+    S = np.cumsum(qs, axis=1)
+    # lambda_k = mass after the prefix, as a suffix sum (never 1 - S_k).
+    lam = np.concatenate(
+        [np.flip(np.cumsum(np.flip(qs, axis=1), axis=1), axis=1)[:, 1:], np.zeros((len(p), 1))],
+        axis=1,
+    )
+    rest = exclusive_sums(qs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(qs > 0, qs / rest, 0.0)
+    G = np.cumsum(a, axis=1)
+    if n == 3:
+        B, V = qs.shape
+        G2 = np.zeros((B, V))
+        for b in range(B):
+            qb, rb, ab = qs[b], rest[b], a[b]
+            acc = 0.0
+            for k in range(1, V):
+                qi, qk = qb[:k], qb[k]
+                # 1 - q_i - q_k as the rest of the larger entry minus the smaller one.
+                r2 = np.where(qi >= qk, rb[:k] - qk, rb[k] - qi)
+                r2 = np.maximum(r2, 0.0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t1 = np.where(r2 > 0, ab[:k] * qk / r2, 0.0)
+                    t2 = np.where(r2 > 0, ab[k] * qi / r2, 0.0)
+                acc += float(np.sum(t1) + np.sum(t2))
+                G2[b, k] = acc
+        G = G + G2
+    Q = np.maximum(S - lam * G, 0.0) if n >= 2 else S
+    return _finish(1.0 + P - Q, order)
+
+
+def _greedy(p: np.ndarray, scheme: Greedy | Hub) -> tuple[np.ndarray, np.ndarray]:
+    q = np.broadcast_to(scheme.q, p.shape)
+    if isinstance(scheme, Hub):
+        D = np.zeros(scheme.q.shape, dtype=bool)
+        np.put_along_axis(D, np.asarray(scheme.hub)[..., None], True, axis=-1)
+    else:
+        D = scheme.fixed_mask()
+    D = np.broadcast_to(D, q.shape)
+    rest = np.sum(np.where(D, 0.0, q), axis=-1, keepdims=True)
+    qprime = np.where(D, 0.0, q / rest)
+    value = np.sum(np.where(D, p, np.minimum(p, qprime)), axis=-1)
+    mask = D | (p < qprime)
+    return value, mask
+
+
+def solve_prefix(p: np.ndarray, scheme: Scheme) -> Result:
+    """Sorted-prefix solver for IID, Greedy, Hub and WithoutReplacement (``n <= 3``)."""
+    t0 = time.perf_counter()
+    single = p.ndim == 1 and not scheme.is_batched
+    p2 = np.atleast_2d(p)
+    if scheme.is_batched and p2.shape[0] == 1:
+        p2 = np.broadcast_to(p2, (scheme.batch_shape[0], p2.shape[1]))
+    info: dict[str, object] = {"error_bound": 0.0}
+    if isinstance(scheme, (Greedy, Hub)):
+        value, mask = _greedy(p2, scheme)
+    else:
+        q2 = np.broadcast_to(np.atleast_2d(scheme.q), p2.shape)
+        if isinstance(scheme, IID) or scheme.n == 1:
+            value, mask = prefix_iid(p2, q2, scheme.n)
+        else:
+            value, mask = _prefix_wor(p2, q2, scheme.n)
+            info["note"] = (
+                "prefix chain for sampling without replacement (n <= 3, closed-form series)"
+            )
+    info["time_s"] = time.perf_counter() - t0
+    return Result(
+        value=float(value[0]) if single else value,
+        witness=mask[0] if single else mask,
+        status=Status.OPTIMAL,
+        method="prefix",
+        scheme=scheme.name,
+        info=info,
+    )
+
+
+def _supports(scheme: Scheme) -> str | None:
+    if isinstance(scheme, (IID, Greedy, Hub)):
+        return None
+    if isinstance(scheme, WithoutReplacement):
+        if scheme.n <= 2:
+            return None
+        if scheme.n == 3:
+            if scheme.V <= WOR3_MAX_V:
+                return None
+            return f"the n = 3 without-replacement chain is O(V^2), limited to V <= {WOR3_MAX_V}"
+        return "the prefix chain for sampling without replacement is implemented for n <= 3"
+    return f"no sorted-prefix theorem for {type(scheme).__name__} schemes"
+
+
+register(SolverEntry("prefix", "numpy", _supports, solve_prefix, priority=10))
