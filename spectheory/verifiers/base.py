@@ -1,0 +1,88 @@
+r"""The common verifier interface.
+
+A *verifier* is a rule that, given the target :math:`p`, the draft distribution(s) :math:`q`, and the
+drawn drafts :math:`\bar x`, outputs a token :math:`Y`. It is *lossless* when :math:`Y \sim p` exactly,
+and it *accepts* when :math:`Y` is one of the drafts. Every lossless rule's acceptance is at most
+:math:`\alpha^*` of its draft scheme (:func:`spectheory.optimal_acceptance`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..schemes import Scheme
+
+__all__ = ["Estimate", "Verifier", "get", "names", "register"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo estimate with its standard error and a two-sided confidence interval."""
+
+    mean: float
+    stderr: float
+    low: float
+    high: float
+    samples: int
+    level: float = 0.99
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+class Verifier(abc.ABC):
+    """Base class of verification rules.
+
+    Subclasses set ``name`` (the registry key), ``lossless`` and implement the methods below. ``p``
+    and ``q`` are ``(V,)`` or batches ``(B, V)`` where the rule allows.
+    """
+
+    name: ClassVar[str] = ""
+    lossless: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def scheme(self, q: Any, n: int) -> Scheme:
+        """The draft scheme this rule verifies (whose alpha* bounds its acceptance)."""
+
+    @abc.abstractmethod
+    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
+        r"""Exact acceptance probability :math:`\Pr(Y \in \bar x)`."""
+
+    @abc.abstractmethod
+    def accepted_mass(self, p: Any, q: Any, n: int) -> np.ndarray:
+        r"""Per-token accepted mass :math:`a(y) = \Pr(\text{accept and } Y = y)`; sums to the
+        acceptance."""
+
+    @abc.abstractmethod
+    def sample(
+        self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
+    ) -> tuple[int, bool]:
+        """Verify one draft tuple: return ``(output token, accepted)``."""
+
+
+_REGISTRY: dict[str, type[Verifier]] = {}
+
+
+def register(cls: type[Verifier]) -> type[Verifier]:
+    """Class decorator: make ``cls`` reachable as ``spectheory.verifiers.acceptance(cls.name, ...)``."""
+    if not cls.name:
+        raise ValueError(f"verifier class {cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Verifier]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"argument 'name': unknown verifier {name!r} (known: {', '.join(names())})"
+        ) from None
