@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._validate import SpecTheoryInputError
 from .api import available_methods, optimal_acceptance
 from .certify import certify
+from .gap import gap
 from .result import Certificate, Duals, Plan, Result, Status
 from .schemes import IID, Greedy, Hub, Independent, Joint, Scheme, WithoutReplacement
 
@@ -34,5 +35,6 @@ __all__ = [
     "__version__",
     "available_methods",
     "certify",
+    "gap",
     "optimal_acceptance",
 ]

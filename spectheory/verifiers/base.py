@@ -63,6 +63,60 @@ class Verifier(abc.ABC):
     ) -> tuple[int, bool]:
         """Verify one draft tuple: return ``(output token, accepted)``."""
 
+    # ------------------------------------------------------------------ additive helpers
+    def exact_feasible(self, p: Any, q: Any, n: int) -> bool:
+        """Whether :meth:`acceptance` is exact and affordable here (closed forms: always)."""
+        return True
+
+    def acceptance_mc(
+        self,
+        p: Any,
+        q: Any,
+        n: int,
+        rng: np.random.Generator,
+        samples: int = 10_000,
+        level: float = 0.99,
+    ) -> Estimate:
+        r"""Monte Carlo estimate of the acceptance by running :meth:`sample` on drafts drawn from
+        :meth:`scheme`: the sample mean of :math:`1[\text{accepted}]`, with a normal-approximation
+        confidence interval at ``level``. One position only (``p``, ``q`` of shape ``(V,)``)."""
+        pv = as_single(p, "p")
+        scheme = self.scheme(q, n)
+        drafts = scheme.sample(rng, samples)
+        acc = np.fromiter(
+            (self.sample(pv, q, drafts[s], rng)[1] for s in range(samples)),
+            dtype=np.float64,
+            count=samples,
+        )
+        return estimate_from(acc, level)
+
+
+def z_value(level: float) -> float:
+    """Two-sided standard normal quantile for a confidence ``level`` in (0, 1)."""
+    from statistics import NormalDist
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"argument 'level': must lie in (0, 1), got {level!r}")
+    return float(NormalDist().inv_cdf(0.5 + level / 2.0))
+
+
+def estimate_from(values: np.ndarray, level: float = 0.99) -> Estimate:
+    """An :class:`Estimate` (mean, standard error, normal CI at ``level``) of i.i.d. ``values``."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2:
+        raise ValueError(f"argument 'values': need at least 2 samples, got {v.size}")
+    mean = float(v.mean())
+    se = float(v.std(ddof=1) / np.sqrt(v.size))
+    z = z_value(level)
+    return Estimate(mean, se, mean - z * se, mean + z * se, int(v.size), level)
+
+
+def as_single(x: Any, name: str) -> np.ndarray:
+    """Validate one distribution ``(V,)`` (no batch) and return it as float64."""
+    from .._validate import as_distribution
+
+    return as_distribution(x, name, allow_batch=False)
+
 
 _REGISTRY: dict[str, type[Verifier]] = {}
 

@@ -1,0 +1,125 @@
+r"""Single-draft speculative sampling (Leviathan et al. 2023; Chen et al. 2023).
+
+Accept the draft :math:`x \sim q` with probability :math:`\min(1, p(x)/q(x))`; otherwise output a
+token from the residual :math:`(p - q)_+ / \sum (p - q)_+`. The output law is exactly :math:`p` and
+the acceptance is
+
+.. math:: \alpha_{\mathrm{SD}} = \sum_y \min(p(y), q(y)) = 1 - \mathrm{TV}(p, q),
+
+which equals :math:`\alpha^*` of one draft (theory: the subset form with :math:`n = 1`). With
+``n > 1`` drafts the rule verifies the first draft only (a baseline for the multi-draft rules).
+
+This module also holds the small input helpers shared by the verifier modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._validate import SpecTheoryInputError, as_distribution, check_n
+from ..schemes import IID, Scheme
+from .base import Verifier, register
+
+__all__ = ["SD", "categorical", "check_drafts", "validate_pair"]
+
+
+def validate_pair(p: Any, q: Any, *, allow_batch: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``p`` and ``q`` (``(V,)`` or ``(B, V)``) and broadcast them to one shape.
+
+    Raises
+    ------
+    ValueError
+        A row that is not a distribution (naming the argument and the row), or mismatched
+        vocabularies / batch sizes.
+    """
+    pv = as_distribution(p, "p", allow_batch=allow_batch)
+    qv = as_distribution(q, "q", allow_batch=allow_batch)
+    if pv.shape[-1] != qv.shape[-1]:
+        raise SpecTheoryInputError(
+            f"argument 'q': vocabulary size {qv.shape[-1]} does not match p's V = {pv.shape[-1]}"
+        )
+    if pv.ndim == 2 and qv.ndim == 2 and pv.shape[0] != qv.shape[0]:
+        raise SpecTheoryInputError(
+            f"argument 'q': batch size {qv.shape[0]} does not match p's batch size {pv.shape[0]}"
+        )
+    pb, qb = np.broadcast_arrays(pv, qv)
+    return np.ascontiguousarray(pb), np.ascontiguousarray(qb)
+
+
+def check_drafts(drafts: Any, n: int | None, V: int) -> np.ndarray:
+    """Validate one draft tuple: a 1-D integer array of token ids in ``[0, V)``."""
+    d = np.asarray(drafts)
+    if d.ndim != 1 or d.size == 0:
+        raise SpecTheoryInputError(
+            f"argument 'drafts': expected a non-empty 1-D tuple of token ids, got shape {d.shape}"
+        )
+    if not np.issubdtype(d.dtype, np.integer):
+        raise SpecTheoryInputError("argument 'drafts': token ids must be integers")
+    if d.min() < 0 or d.max() >= V:
+        raise SpecTheoryInputError(
+            f"argument 'drafts': token ids must lie in [0, {V}), got {d.tolist()}"
+        )
+    if n is not None and d.size != n:
+        raise SpecTheoryInputError(f"argument 'drafts': expected {n} drafts, got {d.size}")
+    return d.astype(np.int64)
+
+
+def categorical(rng: np.random.Generator, probs: np.ndarray) -> int:
+    """One draw from the (non-negative, positive-sum) vector ``probs``, normalised by its sum."""
+    cdf = np.cumsum(probs)
+    u = rng.random() * cdf[-1]
+    idx = int(np.searchsorted(cdf, u, side="right"))
+    idx = min(idx, len(probs) - 1)
+    # Rounding could land on a zero-mass entry at the end; step back to a positive one.
+    while probs[idx] <= 0 and idx > 0:
+        idx -= 1
+    return idx
+
+
+def residual(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    r"""Unnormalised residual :math:`(p - q)_+` (last axis)."""
+    return np.maximum(p - q, 0.0)
+
+
+def accept_prob(p_x: float, q_x: float, what: str = "q") -> float:
+    r""":math:`\min(1, p(x)/q(x))` for a drafted token; a draft with :math:`q(x) = 0` is invalid."""
+    if q_x <= 0:
+        raise SpecTheoryInputError(
+            f"argument 'drafts': a drafted token has zero probability under {what}"
+        )
+    return min(1.0, p_x / q_x)
+
+
+@register
+class SD(Verifier):
+    r"""Single-draft speculative sampling.
+
+    :math:`a(y) = \min(p(y), q(y))`, acceptance :math:`\sum_y \min(p, q)`. Batched ``(B, V)``.
+    """
+
+    name: ClassVar[str] = "sd"
+    lossless: ClassVar[bool] = True
+
+    def scheme(self, q: Any, n: int) -> Scheme:
+        return IID(q, n)
+
+    def accepted_mass(self, p: Any, q: Any, n: int) -> np.ndarray:
+        check_n(n)
+        pv, qv = validate_pair(p, q)
+        return np.minimum(pv, qv)
+
+    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
+        a = self.accepted_mass(p, q, n).sum(axis=-1)
+        return float(a) if a.ndim == 0 else a
+
+    def sample(
+        self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
+    ) -> tuple[int, bool]:
+        pv, qv = validate_pair(p, q, allow_batch=False)
+        d = check_drafts(drafts, None, pv.shape[0])
+        x = int(d[0])
+        if rng.random() < accept_prob(pv[x], qv[x]):
+            return x, True
+        return categorical(rng, residual(pv, qv)), False
