@@ -1,0 +1,328 @@
+"""Tests of the optimal verifier (spectheory.verifiers.optimal).
+
+Ground truths used here, each independent of the layout construction:
+
+* alpha* from the sorted-prefix solver and from the explicit LP (HiGHS);
+* theory.md section 8: p = (0.6, 0.3, 0.1), q = (0.2, 0.3, 0.5), n = 2 gives alpha*_iid = 19/25 with
+  H* = {1, 2}, and alpha*_wor = 31/35;
+* the output law of the rule computed by enumerating every draft multiset and integrating the
+  max-position selection exactly per tuple (``LayoutRule.selection_probs``), not from the marginal
+  formula used to build the rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
+
+import spectheory as st
+from spectheory.verifiers import acceptance, names
+from spectheory.verifiers.optimal import (
+    LayoutRule,
+    Optimal,
+    accepted_mass_iid,
+    layout_rule,
+    lp_rule,
+)
+
+#: Output law (L1) and acceptance must match to this (the issue's contract).
+EXACT_TOL = 1e-9
+#: Monte Carlo: number of standard errors allowed (fixed seeds; 5 sigma never flakes by chance).
+MC_SIGMAS = 5.0
+
+
+def _enumerate_law(rule: LayoutRule | object, q: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+    """Exact output law and acceptance of an i.i.d. rule by enumerating draft multisets."""
+    V = len(q)
+    support = np.flatnonzero(q > 0)
+    law = np.zeros(V)
+    acc = 0.0
+    for ms in itertools.combinations_with_replacement(support, n):
+        counts = np.bincount(ms, minlength=V)
+        mult = math.factorial(n) / np.prod([math.factorial(int(c)) for c in counts])
+        w = mult * float(np.prod(q[list(ms)]))
+        out, a = rule.output_law_given(np.array(ms))  # type: ignore[attr-defined]
+        law += w * out
+        acc += w * a
+    return law, acc
+
+
+def _random_instance(rng: np.random.Generator, V: int) -> tuple[np.ndarray, np.ndarray]:
+    conc = rng.choice([0.3, 1.0, 3.0])
+    p = rng.dirichlet(np.ones(V) * conc)
+    q = rng.dirichlet(np.ones(V) * rng.choice([0.3, 1.0, 3.0]))
+    kind = rng.integers(6)
+    if kind == 0:  # zero target masses
+        p[rng.integers(V)] = 0.0
+        p /= p.sum()
+    elif kind == 1:  # zero draft masses
+        q[rng.integers(V)] = 0.0
+        q /= q.sum()
+    elif kind == 2:  # ties: q = p (alpha* = 1)
+        q = p.copy()
+    elif kind == 3:  # tied ratios p/q
+        q = np.round(q, 1) + 0.05
+        q /= q.sum()
+        p = q.copy()
+        p[0], p[1] = p[0] + p[1] / 2, p[1] / 2
+    return p, q
+
+
+# ------------------------------------------------------------------------ worked example
+def test_worked_example_iid() -> None:
+    p, q = [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]
+    rule = layout_rule(p, q, 2)
+    assert abs(rule.acceptance - 19 / 25) < EXACT_TOL  # theory.md section 8
+    assert rule.witness.tolist() == [False, True, True]
+    # Complementary slackness: accepted mass equals p on H* = {1, 2}.
+    np.testing.assert_allclose(rule.accepted[1:], [0.3, 0.1], atol=EXACT_TOL)
+    law, acc = _enumerate_law(rule, np.array(q), 2)
+    assert np.abs(law - np.array(p)).sum() < EXACT_TOL
+    assert abs(acc - 19 / 25) < EXACT_TOL
+
+
+def test_registry_and_public_export() -> None:
+    assert "optimal" in names()
+    assert st.verifiers.Optimal is Optimal
+    a = acceptance("optimal", [0.6, 0.3, 0.1], [0.2, 0.3, 0.5], 2)
+    assert abs(a - 19 / 25) < EXACT_TOL
+    # A scheme instance supplies q and n.
+    v = Optimal(st.IID([0.2, 0.3, 0.5], 2))
+    assert abs(v.acceptance([0.6, 0.3, 0.1]) - 19 / 25) < EXACT_TOL
+
+
+def test_worked_example_wor_lp_path() -> None:
+    p, q = [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]
+    v = Optimal(st.WithoutReplacement(q, 2))
+    assert v.method == "lp"
+    assert abs(v.acceptance(p) - 31 / 35) < EXACT_TOL  # theory.md section 8
+    rule = v.setup(p)
+    tuples, probs = st.WithoutReplacement(q, 2).enumerate()
+    law = np.zeros(3)
+    for t, w in zip(tuples, probs, strict=True):
+        law += w * rule.output_law_given(t)[0]
+    assert np.abs(law - np.array(p)).sum() < EXACT_TOL
+
+
+# ------------------------------------------------------------------------ exact enumeration
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_enumeration_fixed_seeds(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    V = int(rng.integers(2, 8))
+    n = int(rng.integers(1, 5))
+    p, q = _random_instance(rng, V)
+    rule = layout_rule(p, q, n)
+    alpha = st.optimal_acceptance(p, st.IID(q, n), method="prefix").value
+    law, acc = _enumerate_law(rule, q, n)
+    assert np.abs(law - p).sum() < EXACT_TOL
+    assert abs(acc - alpha) < EXACT_TOL
+    assert abs(rule.acceptance - alpha) < EXACT_TOL
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st_h.integers(0, 2**32 - 1),
+    V=st_h.integers(2, 7),
+    n=st_h.integers(1, 4),
+)
+def test_exact_enumeration_property(seed: int, V: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    p, q = _random_instance(rng, V)
+    rule = layout_rule(p, q, n)
+    alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
+    law, acc = _enumerate_law(rule, q, n)
+    assert np.abs(law - p).sum() < EXACT_TOL
+    assert abs(acc - alpha) < EXACT_TOL
+    # Selection marginal covers p on H* and stays below p off H* (complementary slackness).
+    H = rule.witness & (q > 0)
+    assert np.all(rule.selection[H] >= p[H] - EXACT_TOL)
+    assert np.all(rule.selection[~H] <= p[~H] + EXACT_TOL)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_closed_form_accepted_mass_matches_layout(seed: int) -> None:
+    """``Optimal.accepted_mass`` uses the closed form the layout provably realises; check it
+    against the accepted mass computed from the built layout's pieces."""
+    rng = np.random.default_rng(300 + seed)
+    V, n = int(rng.integers(2, 40)), int(rng.integers(1, 6))
+    p, q = _random_instance(rng, V)
+    rule = layout_rule(p, q, n)
+    closed = accepted_mass_iid(p, q, n)
+    np.testing.assert_allclose(closed, rule.accepted, atol=EXACT_TOL)
+    assert abs(closed.sum() - rule.alpha_star) < EXACT_TOL
+
+
+def test_exact_rational_instance() -> None:
+    # alpha* by exact Fraction arithmetic over all subsets (the subset form), V = 4, n = 3.
+    p = [Fraction(1, 10), Fraction(2, 10), Fraction(3, 10), Fraction(4, 10)]
+    q = [Fraction(4, 10), Fraction(3, 10), Fraction(2, 10), Fraction(1, 10)]
+    best = min(
+        1 + sum(p[i] for i in H) - sum(q[i] for i in H) ** 3
+        for k in range(5)
+        for H in itertools.combinations(range(4), k)
+    )
+    pf, qf = np.array(p, dtype=float), np.array(q, dtype=float)
+    rule = layout_rule(pf, qf, 3)
+    law, acc = _enumerate_law(rule, qf, 3)
+    assert abs(acc - float(best)) < EXACT_TOL
+    assert np.abs(law - pf).sum() < EXACT_TOL
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_lp_plan_rule(seed: int) -> None:
+    """Small-V exact path: the rule read off the LP plan attains the same alpha*, and both rules
+    accept exactly p on H* (complementary slackness holds for every optimal plan)."""
+    rng = np.random.default_rng(100 + seed)
+    V, n = int(rng.integers(2, 6)), int(rng.integers(2, 4))
+    p, q = _random_instance(rng, V)
+    scheme = st.IID(q, n)
+    lp = lp_rule(p, scheme)
+    lay = layout_rule(p, q, n)
+    assert abs(lp.acceptance - lay.acceptance) < EXACT_TOL
+    H = lay.witness & (q > 0)
+    np.testing.assert_allclose(lay.accepted[H], p[H], atol=EXACT_TOL)
+    np.testing.assert_allclose(lp.accepted[H], p[H], atol=EXACT_TOL)
+    tuples, probs = scheme.enumerate()
+    law = np.zeros(V)
+    for t, w in zip(tuples, probs, strict=True):
+        law += w * lp.output_law_given(t)[0]
+    assert np.abs(law - p).sum() < EXACT_TOL
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wor_lp_rule_exact(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    V, n = int(rng.integers(3, 6)), int(rng.integers(2, 4))
+    p = rng.dirichlet(np.ones(V))
+    q = rng.dirichlet(np.ones(V))
+    scheme = st.WithoutReplacement(q, n)
+    rule = Optimal("wor").setup(p, q, n)
+    alpha = st.optimal_acceptance(p, scheme, method="lp").value
+    tuples, probs = scheme.enumerate()
+    law = np.zeros(V)
+    acc = 0.0
+    for t, w in zip(tuples, probs, strict=True):
+        out, a = rule.output_law_given(t)
+        law += w * out
+        acc += w * a
+    assert np.abs(law - p).sum() < EXACT_TOL
+    assert abs(acc - alpha) < EXACT_TOL
+
+
+# ------------------------------------------------------------------------ Monte Carlo at scale
+def _lm_like(rng: np.random.Generator, V: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    z = rng.gumbel(size=V) * 2.0
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    q = np.exp(z + rng.normal(size=V) * noise)
+    q /= q.sum()
+    return p, q
+
+
+@pytest.mark.slow
+def test_monte_carlo_32k() -> None:
+    """V = 32k, n = 2: empirical acceptance and output law of 200k verified tuples."""
+    rng = np.random.default_rng(7)
+    V, n, N = 32_000, 2, 200_000
+    p, q = _lm_like(rng, V, 1.0)
+    rule = layout_rule(p, q, n)
+    alpha = float(st.optimal_acceptance(p, st.IID(q, n)).value)
+    assert abs(rule.acceptance - alpha) < EXACT_TOL
+    drafts = st.IID(q, n).sample(rng, N)
+    out, acc = rule.sample_many(drafts, rng)
+    se = math.sqrt(alpha * (1 - alpha) / N)
+    assert abs(acc.mean() - alpha) < MC_SIGMAS * se + 1e-12
+    # Output law: chi-square over the 30 most likely tokens plus 10 equal-mass bins of the rest.
+    top = np.argsort(-p)[:30]
+    rest = np.setdiff1d(np.arange(V), top)
+    rest = rest[np.argsort(p[rest])]
+    edges = np.searchsorted(np.cumsum(p[rest]) / p[rest].sum(), np.linspace(0, 1, 11)[1:-1])
+    bins = np.zeros(V, dtype=np.int64)
+    bins[top] = np.arange(30)
+    for b, chunk in enumerate(np.split(rest, edges)):
+        bins[chunk] = 30 + b
+    expected = np.bincount(bins, weights=p, minlength=40) * N
+    observed = np.bincount(bins[out], minlength=40)
+    chi2 = float(np.sum((observed - expected) ** 2 / expected))
+    df = 39
+    assert chi2 < df + MC_SIGMAS * math.sqrt(2 * df)
+
+
+def test_monte_carlo_small_against_exact() -> None:
+    """The sampler agrees with the exact law it claims (V = 6, n = 3, 100k tuples)."""
+    rng = np.random.default_rng(11)
+    p, q = _random_instance(rng, 6)
+    rule = layout_rule(p, q, 3)
+    N = 100_000
+    drafts = st.IID(q, 3).sample(rng, N)
+    out, acc = rule.sample_many(drafts, rng)
+    freq = np.bincount(out, minlength=6) / N
+    se = np.sqrt(p * (1 - p) / N)
+    assert np.all(np.abs(freq - p) <= MC_SIGMAS * se + 1e-12)
+    se_a = math.sqrt(rule.acceptance * (1 - rule.acceptance) / N)
+    assert abs(acc.mean() - rule.acceptance) <= MC_SIGMAS * se_a + 1e-12
+    # The one-tuple entry point agrees with the vectorised one.
+    y, accepted = Optimal().sample(p, q, drafts[0], rng)
+    assert 0 <= y < 6 and isinstance(accepted, bool)
+
+
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_low_temperature_tiny_masses(n: int) -> None:
+    """Peaked (temperature 0.05) targets and drafts with masses down to ~1e-60 and exact zeros:
+    the layout is built, reaches alpha*, and its closed-form accepted mass agrees."""
+    rng = np.random.default_rng(40 + n)
+    V = 300
+    z = rng.normal(size=V) / 0.05
+    p = np.exp(z - z.max())
+    p[rng.random(V) < 0.3] = 0.0
+    p /= p.sum()
+    zq = z + rng.normal(size=V) / 0.05
+    q = np.exp(zq - zq.max())
+    q[rng.random(V) < 0.3] = 0.0
+    q /= q.sum()
+    rule = layout_rule(p, q, n)
+    alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
+    assert abs(rule.acceptance - alpha) < EXACT_TOL
+    np.testing.assert_allclose(accepted_mass_iid(p, q, n), rule.accepted, atol=EXACT_TOL)
+    out, _ = rule.sample_many(st.IID(q, n).sample(rng, 1000), rng)
+    assert np.all(p[out] > 0)  # never outputs a token the target excludes
+
+
+# ------------------------------------------------------------------------ interface and input
+def test_batch_acceptance_and_accepted_mass() -> None:
+    rng = np.random.default_rng(3)
+    P = rng.dirichlet(np.ones(5), size=3)
+    Q = rng.dirichlet(np.ones(5), size=3)
+    v = Optimal()
+    a = v.acceptance(P, Q, 3)
+    ref = st.optimal_acceptance(P, st.IID(Q, 3)).value
+    np.testing.assert_allclose(a, ref, atol=EXACT_TOL)
+    m = v.accepted_mass(P, Q, 3)
+    assert m.shape == (3, 5)
+    np.testing.assert_allclose(m.sum(axis=1), ref, atol=EXACT_TOL)
+
+
+def test_bad_input_names_argument() -> None:
+    v = Optimal()
+    with pytest.raises(ValueError, match="argument 'p'"):
+        v.acceptance([0.5, -0.1, 0.6], [0.3, 0.3, 0.4], 2)
+    with pytest.raises(ValueError, match="argument 'q'"):
+        v.acceptance([0.5, 0.5], [0.3, 0.3, 0.4], 2)
+    with pytest.raises(ValueError, match=r"argument 'q', row 1"):
+        v.acceptance([[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [0.7, 0.7]], 2)
+    with pytest.raises(ValueError, match="argument 'n'"):
+        v.acceptance([0.5, 0.5], [0.5, 0.5], 0)
+    with pytest.raises(ValueError, match="argument 'drafts'"):
+        v.sample([0.5, 0.5], [0.5, 0.5], [0, 5], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="argument 'drafts'"):
+        v.sample([0.5, 0.5], [1.0, 0.0], [0, 1], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="argument 'scheme'"):
+        Optimal(st.Greedy([0.5, 0.3, 0.2], 2))
+    with pytest.raises(ValueError, match="argument 'method'"):
+        Optimal("wor", method="layout")
