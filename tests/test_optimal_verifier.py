@@ -26,6 +26,7 @@ from spectheory.verifiers import acceptance, names
 from spectheory.verifiers.optimal import (
     LayoutRule,
     Optimal,
+    _exchange,
     accepted_mass_iid,
     layout_rule,
     lp_rule,
@@ -35,6 +36,8 @@ from spectheory.verifiers.optimal import (
 EXACT_TOL = 1e-9
 #: Monte Carlo: number of standard errors allowed (fixed seeds; 5 sigma never flakes by chance).
 MC_SIGMAS = 5.0
+#: Floating-point slack of structural identities of a built layout (sums of O(V) doubles <= 1).
+ROUND_TOL = 1e-12
 
 
 def _enumerate_law(rule: LayoutRule | object, q: np.ndarray, n: int) -> tuple[np.ndarray, float]:
@@ -226,10 +229,11 @@ def _lm_like(rng: np.random.Generator, V: int, noise: float) -> tuple[np.ndarray
 
 
 @pytest.mark.slow
-def test_monte_carlo_32k() -> None:
-    """V = 32k, n = 2: empirical acceptance and output law of 200k verified tuples."""
-    rng = np.random.default_rng(7)
-    V, n, N = 32_000, 2, 200_000
+@pytest.mark.parametrize("n", [2, 4])
+def test_monte_carlo_32k(n: int) -> None:
+    """V = 32k, n in {2, 4}: empirical acceptance and output law of 200k verified tuples."""
+    rng = np.random.default_rng(7 + n)
+    V, N = 32_000, 200_000
     p, q = _lm_like(rng, V, 1.0)
     rule = layout_rule(p, q, n)
     alpha = float(st.optimal_acceptance(p, st.IID(q, n)).value)
@@ -326,3 +330,105 @@ def test_bad_input_names_argument() -> None:
         Optimal(st.Greedy([0.5, 0.3, 0.2], 2))
     with pytest.raises(ValueError, match="argument 'method'"):
         Optimal("wor", method="layout")
+
+
+# ------------------------------------------------------------------------ layout structure
+def _cell_density(rule: LayoutRule) -> float:
+    """Largest deviation from 1 of the summed piece densities over each slot (positions of i.i.d.
+    drafts are uniform iff every slot is exactly covered)."""
+    keys = np.stack([rule.piece_start, rule.piece_end], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    tot = np.bincount(inv.ravel(), weights=rule.piece_mass, minlength=len(uniq))
+    return float(np.max(np.abs(tot - (uniq[:, 1] - uniq[:, 0])))) if len(uniq) else 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st_h.integers(0, 2**32 - 1), V=st_h.integers(2, 300), n=st_h.integers(1, 9))
+def test_layout_structure_property(seed: int, V: int, n: int) -> None:
+    """Every slot is covered with total density 1, H* tokens live below q(H*) and the others
+    above it, token masses equal q, and r >= p on H*, r <= p off it (so acceptance = alpha*)."""
+    rng = np.random.default_rng(seed)
+    p, q = _random_instance(rng, V)
+    rule = layout_rule(p, q, n)
+    assert _cell_density(rule) < ROUND_TOL
+    H = rule.witness & (q > 0)
+    S_H = q[H].sum()
+    owner = np.repeat(np.arange(V), np.diff(rule.piece_ptr))
+    live = rule.piece_mass > 0
+    inner_piece = H[owner] & live
+    assert np.all(rule.piece_end[inner_piece] <= S_H + ROUND_TOL)
+    assert np.all(rule.piece_start[~H[owner] & live] >= S_H - ROUND_TOL)
+    tok_mass = np.bincount(owner, weights=rule.piece_mass, minlength=V)
+    np.testing.assert_allclose(tok_mass, q, atol=ROUND_TOL)
+    assert np.all(rule.selection[H] >= p[H] - ROUND_TOL)
+    assert np.all(rule.selection[~H] <= p[~H] + ROUND_TOL)
+    alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
+    assert abs(rule.acceptance - alpha) < EXACT_TOL
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exchange_hits_any_admissible_target(seed: int) -> None:
+    """``_exchange`` realises *any* targets meeting its stated conditions (non-decreasing levels,
+    non-negative partial sums of t - gamma, zero total), not only the water-filled ones: the value
+    of every token, recomputed from the pieces as sum mass * (t^n - s^n) / length, equals its
+    target. Targets here are random mean-preserving contractions of the slot densities."""
+    rng = np.random.default_rng(500 + seed)
+    K, n = int(rng.integers(2, 60)), int(rng.integers(1, 7))
+    q = rng.dirichlet(np.ones(K))
+    S = np.concatenate([[0.0], np.cumsum(q)])
+    S[-1] = 1.0
+    gam = S[1:] ** n - S[:-1] ** n
+    s = gam / q
+    # Average the slot densities over random consecutive groups, then mix with the original:
+    # a contraction with non-decreasing levels, each group balanced (partial sums >= 0 because
+    # the slot densities increase inside a group).
+    cuts = np.unique(np.concatenate([[0], rng.integers(1, K, size=K // 3), [K]]))
+    block = np.repeat(np.arange(len(cuts) - 1), np.diff(cuts))
+    avg = np.bincount(block, weights=gam) / np.bincount(block, weights=q)
+    lam = rng.random()
+    target = q * (lam * avg[block] + (1 - lam) * s)
+    pcs, dens = _exchange(S, target, block, n)
+    val = np.bincount(pcs.owner, weights=pcs.mass * dens[pcs.slot], minlength=K)
+    np.testing.assert_allclose(val, target, rtol=0, atol=ROUND_TOL)
+    cover = np.bincount(pcs.slot, weights=pcs.mass, minlength=K)
+    np.testing.assert_allclose(cover, q, rtol=0, atol=ROUND_TOL)
+    assert np.all(pcs.mass >= 0)
+
+
+@pytest.mark.parametrize(
+    ("p", "q", "n"),
+    [
+        ([1.0], [1.0], 3),
+        ([1.0, 0.0], [0.0, 1.0], 2),
+        ([0.5, 0.5], [0.5, 0.5], 4),
+        ([1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], 2),
+        ([1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], 2),
+        ([0.7, 0.2, 0.1], [0.1, 0.2, 0.7], 1),
+        ([0.4, 0.4, 0.2, 0.0], [0.1, 0.1, 0.4, 0.4], 3),
+    ],
+)
+def test_degenerate_instances_exact(p: list[float], q: list[float], n: int) -> None:
+    """One-hot, disjoint supports, p = q, n = 1 and zero masses, by exact enumeration."""
+    pv, qv = np.array(p), np.array(q)
+    rule = layout_rule(pv, qv, n)
+    alpha = float(st.optimal_acceptance(pv, st.IID(qv, n), method="prefix").value)
+    law, acc = _enumerate_law(rule, qv, n)
+    assert np.abs(law - pv).sum() < EXACT_TOL
+    assert abs(acc - alpha) < EXACT_TOL
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_many_drafts_tiny_masses(n: int) -> None:
+    """n up to 64 and masses down to ~1e-27 (V = 5000): the layout still reaches alpha*."""
+    rng = np.random.default_rng(60 + n)
+    V = 5000
+    z = rng.normal(size=V) * 8
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    zq = z + rng.normal(size=V) * 3
+    q = np.exp(zq - zq.max())
+    q /= q.sum()
+    rule = layout_rule(p, q, n)
+    alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
+    assert abs(rule.acceptance - alpha) < EXACT_TOL
+    assert _cell_density(rule) < ROUND_TOL

@@ -1,7 +1,7 @@
 r"""An optimal, lossless verifier: it attains :math:`\alpha^*` exactly.
 
-Construction ("max-position layout", i.i.d. drafts)
----------------------------------------------------
+Construction ("slot exchange" layout, i.i.d. drafts)
+----------------------------------------------------
 Let :math:`H^*` be the minimiser of the subset form
 :math:`\alpha^* = \min_H [1 + p(H) - q(H)^n]` found by the sorted-prefix algorithm (Hu et al., arXiv
 2502.18779). Complementary slackness in the transport LP (SpecTr, arXiv 2310.15141) says that an
@@ -12,25 +12,32 @@ optimal rule
   :math:`H^*`;
 * resamples the rejected mass :math:`1 - \alpha^*` on :math:`\Omega \setminus H^*`.
 
-We realise it with a *layout*: every token :math:`y` with :math:`q(y) > 0` owns a set of pieces of
-the interval :math:`[0, q(\Omega)]` of total length :math:`q(y)`; the tokens of :math:`H^*` own
-:math:`[0, q(H^*)]`, the others the rest. Each draft :math:`\bar x_j = y` gets a position drawn
-uniformly from the pieces of :math:`y`; positions of i.i.d. drafts are then i.i.d. uniform, so the
-draft with the largest position is selected, and the selection marginal is
+We realise it with a *layout*: every token :math:`y` with :math:`q(y) > 0` owns a sub-probability
+density :math:`w_y \ge 0` on :math:`[0, 1]` of total mass :math:`q(y)`, with
+:math:`\sum_y w_y = 1`; the tokens of :math:`H^*` live on :math:`[0, q(H^*)]`, the others on the
+rest. Each draft :math:`\bar x_j = y` gets a position drawn from :math:`w_y / q(y)`; positions of
+i.i.d. drafts are then i.i.d. uniform, the draft with the largest position is selected, and the
+selection marginal is
 
 .. math::
 
-    r(y) = \sum_{[s, t] \in \text{pieces}(y)} (t^n - s^n).
+    r(y) = \int_0^1 w_y(x)\, n x^{n-1}\, dx .
 
 Accept the selected :math:`y` with probability :math:`\min(1, p(y)/r(y))`; otherwise draw from the
-residual :math:`(p - \min(p, r))_+` normalised. This is lossless for *any* layout. It is optimal
-when :math:`r \ge p` on :math:`H^*` and :math:`r \le p` off :math:`H^*`; the layout is built so
-(``docs/optimal_verifier.md`` has the proof): targets are water-filled,
-:math:`r = q\max(p/q, c)` on :math:`H^*` and :math:`r = q \min(p/q, c')` off it, and each target is
-realised exactly by placing tokens in decreasing ratio order on an interval of the free space whose
-value is exactly its target (a martingale "shadow" construction; cf. Khisti et al., arXiv
-2410.18234, for the selection-then-speculative-sampling decomposition, and Thomas & Pal, arXiv
-2511.15898, for the polymatroid view).
+residual :math:`(p - \min(p, r))_+` normalised. This is lossless for *any* layout, and optimal when
+:math:`r \ge p` on :math:`H^*` and :math:`r \le p` off it (Khisti et al., arXiv 2410.18234, for the
+selection-then-speculative-sampling decomposition; Thomas & Pal, arXiv 2511.15898, for the
+polymatroid view).
+
+The layout is built in closed form with a few vectorised passes (``docs/optimal_verifier.md`` has
+the proofs): tokens of each side are placed in ascending :math:`p/q` order on *slots* of length
+:math:`q(y)` (the greedy vertex :math:`\gamma`); targets are water-filled,
+:math:`r = \max(p, c\,q)` per record block of :math:`H^*` and :math:`r = \min(p, c' q)` off it; then
+tokens whose slot is worth less than their target ("receivers") *exchange* uniform shares of their
+slot with later tokens worth more ("donors"), matched first-in-first-out by cumulative sums. An
+exchange of mass :math:`y` between slots :math:`k < j` moves :math:`y (s_j - s_k)` of selection
+value, :math:`s` being the slots' mean density :math:`\gamma/q`, so every token hits its target
+exactly. Cost: one sort plus :math:`O(V)` array passes.
 
 Small-V exact path
 ------------------
@@ -56,10 +63,6 @@ from .base import Verifier, register
 
 __all__ = ["LPRule", "LayoutRule", "Optimal", "accepted_mass_iid", "layout_rule", "lp_rule"]
 
-#: Relative tolerance of the exact-match root finding in the layout construction (the value of each
-#: placed interval matches its target to about this relative precision, far below 1e-9).
-ROOT_RTOL: float = 1e-15
-
 
 # ---------------------------------------------------------------------------------------- helpers
 def _pow_diff(t: float, s: float, n: int) -> float:
@@ -76,217 +79,149 @@ def _pow_diff(t: float, s: float, n: int) -> float:
 
 
 def _pow_diff_vec(t: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
-    """Vectorised :func:`_pow_diff`."""
+    r"""Vectorised :func:`_pow_diff`: :math:`(t - s) h_{n-1}` with
+    :math:`h_m = \sum_{i=0}^{m} t^i s^{m-i}` by the recurrence :math:`h_m = t\,h_{m-1} + s^m`
+    (no ``pow`` calls)."""
     t = np.asarray(t, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
-    acc = np.zeros(np.broadcast(t, s).shape)
-    tp = np.ones_like(acc)
-    for i in range(n):
-        acc = acc + tp * s ** (n - 1 - i)
-        tp = tp * t
-    return np.maximum(t - s, 0.0) * acc
+    h = np.ones(np.broadcast(t, s).shape)
+    sp = np.ones_like(h)
+    for _ in range(n - 1):
+        sp = sp * s
+        h = h * t + sp
+    return np.maximum(t - s, 0.0) * h
 
 
-class _FreeSpace:
-    """Disjoint free intervals ``[s_i, t_i]`` of the position axis, in increasing order, with their
-    values ``v_i`` (kept up to date, never recomputed).
+def _ipow(x: np.ndarray, n: int) -> np.ndarray:
+    r""":math:`x^n` for an integer :math:`n \ge 1` by repeated squaring (faster than ``**``)."""
+    out: np.ndarray | None = None
+    base = np.asarray(x, dtype=np.float64)
+    while True:
+        if n & 1:
+            out = base if out is None else out * base
+        n >>= 1
+        if not n:
+            return out  # type: ignore[return-value]
+        base = base * base
 
-    The *free coordinate* of a point is the free length below it; the *value* of a free interval
-    ``[s, t]`` is :math:`t^n - s^n`.
+
+@dataclass(frozen=True)
+class _Pieces:
+    """Pieces of one side of the layout: ``owner`` (local token index) holds mass ``mass`` of slot
+    ``slot``, spread uniformly over it; ``rank`` numbers the pieces of each owner from 0 (its own
+    slot first); ``pairs`` counts the exchanges."""
+
+    owner: np.ndarray
+    slot: np.ndarray
+    mass: np.ndarray
+    rank: np.ndarray
+    pairs: int
+
+
+def _run_rank(a: np.ndarray) -> np.ndarray:
+    """Index of every entry inside its run of equal values (``a`` sorted)."""
+    idx = np.arange(len(a))
+    head = np.concatenate([[True], a[1:] != a[:-1]])
+    return idx - np.maximum.accumulate(np.where(head, idx, 0))
+
+
+def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> tuple[_Pieces,
+                                                                                        np.ndarray]:
+    r"""Realise layout values ``target`` on slots ``[S_k, S_{k+1}]`` by exchanging uniform shares.
+
+    Parameters
+    ----------
+    S
+        Slot boundaries, shape ``(K + 1,)``, non-decreasing; token ``k`` owns slot ``k`` at first.
+    target
+        Wanted value :math:`t_k` of token ``k`` (its integral of :math:`n x^{n-1}`).
+    block
+        Non-decreasing block id per token; exchanges never cross blocks.
+    n
+        Number of drafts.
+
+    Returns
+    -------
+    pieces, s
+        The pieces and the slots' mean densities :math:`s_k = \gamma_k / |{\rm slot}_k|`, with
+        :math:`\gamma_k = S_{k+1}^n - S_k^n`.
+
+    Notes
+    -----
+    Write :math:`\delta_k = t_k - \gamma_k`. Requirements (proved for the targets built by
+    :func:`layout_rule` in ``docs/optimal_verifier.md``): in every block the partial sums
+    :math:`\sum_{k \le m} \delta_k` are :math:`\ge 0` and the block total is 0, and the levels
+    :math:`\ell_k = t_k / |{\rm slot}_k|` are non-decreasing. Receivers (:math:`\delta > 0`) and
+    donors (:math:`\delta < 0`) are matched first-in-first-out along the cumulative sums of
+    :math:`\delta^+` and :math:`\delta^-`, so every receiver :math:`k` meets donors :math:`j > k`
+    only, with :math:`s_k < \ell_k \le \ell_j < s_j`. A matched amount :math:`m` becomes an exchange
+    of mass :math:`m / (s_j - s_k)` (token :math:`k` takes that much of slot :math:`j` uniformly and
+    gives the same mass of slot :math:`k` to :math:`j`), which moves exactly :math:`m` of value from
+    :math:`j` to :math:`k`. The exchanged masses of a token add up to less than its slot (strictly).
     """
-
-    def __init__(self, lo: float, hi: float, n: int) -> None:
-        self.n = n
-        self.s = np.array([lo] if hi > lo else [], dtype=np.float64)
-        self.t = np.array([hi] if hi > lo else [], dtype=np.float64)
-        self.v = np.array([_pow_diff(hi, lo, n)] if hi > lo else [], dtype=np.float64)
-
-    def take_all(self) -> list[tuple[float, float]]:
-        out = [(float(a), float(b)) for a, b in zip(self.s, self.t, strict=True) if b > a]
-        self.s = self.s[:0]
-        self.t = self.t[:0]
-        self.v = self.v[:0]
-        return out
-
-    def take_exact(self, length: float, value: float) -> list[tuple[float, float]]:
-        r"""Remove the free-coordinate interval ``[a, a + length]`` whose value equals ``value``.
-
-        The value of ``[a, a + length]`` is continuous and non-decreasing in ``a`` (the free density
-        :math:`n x^{n-1}` increases along the free coordinate). ``a`` is bracketed by two binary
-        searches over the breakpoints (``a`` on an interval start, ``a + length`` on an interval
-        start), then found by Newton's method from the right end of the bracket (the value is
-        convex there, so the iterates decrease monotonically to the root), safeguarded by
-        bisection. Targets outside the attainable range are clamped (only by rounding).
-        """
-        n = self.n
-        s, t = self.s, self.t
-        F = len(s)
-        if F == 0 or length <= 0.0:
-            # Only for groups far below the resolution of their position (q ~ 1e-17 * position or
-            # less): the free space was used up by rounding; such a group is never selected.
-            return []
-        cl = np.empty(F + 1)
-        cl[0] = 0.0
-        np.cumsum(t - s, out=cl[1:])
-        cv = np.empty(F + 1)
-        cv[0] = 0.0
-        np.cumsum(self.v, out=cv[1:])
-        total = float(cl[-1])
-        length = min(length, total)
-        amax = max(total - length, 0.0)
-
-        def G(u: float) -> float:
-            i = min(max(int(np.searchsorted(cl, u, side="right")) - 1, 0), F - 1)
-            si = float(s[i])
-            x = min(max(si + (u - float(cl[i])), si), float(t[i]))
-            return float(cv[i]) + _pow_diff(x, si, n)
-
-        # Candidates 1: a = cl_i for i < n1 (cl_i <= amax); value G(cl_i + length) - cv_i.
-        n1 = int(np.searchsorted(cl, amax, side="right"))
-        lo_i, hi_i = 0, n1  # first index with value >= target lies in [lo_i, hi_i]
-        while lo_i < hi_i:
-            mid = (lo_i + hi_i) // 2
-            if G(float(cl[mid]) + length) - float(cv[mid]) < value:
-                lo_i = mid + 1
-            else:
-                hi_i = mid
-        k1 = lo_i
-        # Candidates 2: a = cl_j - length for j >= j0 (cl_j >= length); value cv_j - G(cl_j - len).
-        j0 = int(np.searchsorted(cl, length, side="left"))
-        lo_j, hi_j = j0, F + 1
-        while lo_j < hi_j:
-            mid = (lo_j + hi_j) // 2
-            if float(cv[mid]) - G(float(cl[mid]) - length) < value:
-                lo_j = mid + 1
-            else:
-                hi_j = mid
-        k2 = lo_j
-        lo_a = max(float(cl[k1 - 1]) if k1 > 0 else 0.0,
-                   float(cl[k2 - 1]) - length if k2 > j0 else 0.0)
-        hi_a = min(float(cl[k1]) if k1 < n1 else amax,
-                   float(cl[k2]) - length if k2 <= F else amax)
-        lo_a, hi_a = max(lo_a, 0.0), min(hi_a, amax)
-        if k1 == 0 and k2 == j0:
-            a = 0.0
-        elif lo_a >= hi_a:
-            a = lo_a
-        else:
-            mid_a = 0.5 * (lo_a + hi_a)
-            i = min(max(int(np.searchsorted(cl, mid_a, side="right")) - 1, 0), F - 1)
-            j = min(max(int(np.searchsorted(cl, mid_a + length, side="right")) - 1, 0), F - 1)
-            si, sj = float(s[i]), float(s[j])
-            oi, oj = si - float(cl[i]), sj - float(cl[j]) + length
-            base = float(cv[j]) - float(cv[i])
-
-            def f(x: float) -> float:
-                return base + _pow_diff(oj + x, sj, n) - _pow_diff(oi + x, si, n) - value
-
-            a = hi_a
-            for _ in range(100):
-                fa = f(a)
-                if fa <= 0.0:
-                    lo_a = a
-                else:
-                    hi_a = a
-                d = n * ((oj + a) ** (n - 1) - (oi + a) ** (n - 1)) if n > 1 else 0.0
-                step = a - fa / d if d > 0 else 0.5 * (lo_a + hi_a)
-                if not lo_a < step < hi_a:
-                    step = 0.5 * (lo_a + hi_a)
-                if abs(step - a) <= ROOT_RTOL * max(1.0, abs(a)) or hi_a - lo_a <= ROOT_RTOL:
-                    a = step
-                    break
-                a = step
-        return self._remove(cl, a, a + length)
-
-    def _remove(self, cl: np.ndarray, u0: float, u1: float) -> list[tuple[float, float]]:
-        s, t, v = self.s, self.t, self.v
-        n = self.n
-        F = len(s)
-        i0 = int(np.clip(np.searchsorted(cl, u0, side="right") - 1, 0, F - 1))
-        i1 = int(np.clip(np.searchsorted(cl, u1, side="left") - 1, 0, F - 1))
-        i1 = max(i1, i0)
-        x0 = min(max(float(s[i0]) + (u0 - float(cl[i0])), float(s[i0])), float(t[i0]))
-        x1 = min(max(float(s[i1]) + (u1 - float(cl[i1])), float(s[i1])), float(t[i1]))
-        if i0 == i1:
-            pieces = [(x0, x1)] if x1 > x0 else []
-        else:
-            pieces = [(x0, float(t[i0]))] if t[i0] > x0 else []
-            pieces += [(float(a), float(b)) for a, b in zip(s[i0 + 1 : i1], t[i0 + 1 : i1],
-                                                            strict=True)]
-            if x1 > s[i1]:
-                pieces.append((float(s[i1]), x1))
-        new_s: list[float] = []
-        new_t: list[float] = []
-        if x0 > s[i0]:
-            new_s.append(float(s[i0]))
-            new_t.append(x0)
-        if t[i1] > x1:
-            new_s.append(x1)
-            new_t.append(float(t[i1]))
-        new_v = [_pow_diff(b, a, n) for a, b in zip(new_s, new_t, strict=True)]
-        self.s = np.concatenate([s[:i0], new_s, s[i1 + 1 :]])
-        self.t = np.concatenate([t[:i0], new_t, t[i1 + 1 :]])
-        self.v = np.concatenate([v[:i0], new_v, v[i1 + 1 :]])
-        return pieces
-
-
-def _realize(
-    values: np.ndarray, lengths: np.ndarray, lo: float, hi: float, n: int
-) -> list[list[tuple[float, float]]]:
-    r"""Pieces of ``[lo, hi]`` for groups sorted by level ``values/lengths`` ascending, each group
-    receiving exactly its value :math:`\sum (t^n - s^n)`.
-
-    Requires the top condition (every top set of groups asks for at most the value of the top of
-    ``[lo, hi]`` of the same length) and equal totals; then placing groups from the highest level
-    down, each on the free-coordinate interval whose value equals its target, never gets stuck
-    (proof in ``docs/optimal_verifier.md``). The lowest group takes what is left.
-    """
-    m = len(values)
-    out: list[list[tuple[float, float]]] = [[] for _ in range(m)]
-    if m == 0:
-        return out
-    free = _FreeSpace(lo, hi, n)
-    for g in range(m - 1, 0, -1):
-        out[g] = free.take_exact(float(lengths[g]), float(values[g]))
-    out[0] = free.take_all()
-    return out
-
-
-def _water_level_up(p: np.ndarray, q: np.ndarray, total: float) -> tuple[int, float]:
-    r"""For ratios ``p/q`` ascending, the number ``k`` of tokens raised to level ``c`` and ``c``,
-    with     :math:`\sum \max(p, c q) = \text{total}` (``k = 0``: nothing raised)."""
-    K = len(p)
-    U = np.cumsum(q)
-    P = np.cumsum(p)
-    Ptot = P[-1]
-    rho = p / q
-    # F(rho_j) = rho_j U_j + (Ptot - P_j): sum with the first j+1 tokens at level rho_j.
-    F = rho * U + (Ptot - P)
-    j = int(np.searchsorted(F, total, side="left"))
-    if j == 0:
-        return 0, float(rho[0])
-    k = min(j, K)
-    c = (total - (Ptot - P[k - 1])) / U[k - 1]
-    return k, float(c)
-
-
-def _water_level_down(p: np.ndarray, q: np.ndarray, total: float) -> tuple[int, float]:
-    r"""For ratios ``p/q`` ascending, the number ``k`` of tokens kept at ``p`` (the rest capped at
-    level ``c'``) with :math:`\sum \min(p, c' q) = \text{total}`."""
-    K = len(p)
-    U = np.cumsum(q)
-    P = np.cumsum(p)
-    Qtot = U[-1]
-    rho = p / q
-    # G(rho_j) = P_j + rho_j (Qtot - U_j): tokens up to j keep p, the others are capped at rho_j.
-    G = P + rho * (Qtot - U)
-    j = int(np.searchsorted(G, total, side="left"))
-    if j >= K:
-        # Only by rounding: keep everything but the top token, which takes the rest.
-        j = K - 1
-    kept = P[j - 1] if j > 0 else 0.0
-    rest = Qtot - (U[j - 1] if j > 0 else 0.0)
-    return j, float((total - kept) / rest)
+    K = len(target)
+    L = S[1:] - S[:-1]
+    gam = _pow_diff_vec(S[1:], S[:-1], n)
+    # Mean density n x^{n-1} over each slot; a slot lost to rounding gets the point density.
+    point = n * _ipow(S[1:], n - 1) if n > 1 else np.ones(K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(L > 0, gam / np.where(L > 0, L, 1.0), point)
+    delta = target - gam
+    up = np.maximum(delta, 0.0)
+    dn = np.maximum(-delta, 0.0)
+    nb = int(block[-1]) + 1 if K else 0
+    first = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
+    A = np.bincount(block, weights=up, minlength=nb)
+    B = np.bincount(block, weights=dn, minlength=nb)
+    off = np.concatenate([[0.0], np.cumsum(np.maximum(A, B))])[:-1]
+    cu, cd = np.cumsum(up), np.cumsum(dn)
+    U = cu - (cu - up)[first][block] + off[block]  # block-local inclusive cumulative up-mass
+    D = cd - (cd - dn)[first][block] + off[block]
+    recv, don = np.flatnonzero(up > 0), np.flatnonzero(dn > 0)
+    Ur, Dd = U[recv], D[don]
+    z = np.sort(np.concatenate([Ur, Dd, off]))
+    own_mass = L.copy()
+    owner: list[np.ndarray] = [np.arange(K)]
+    slot: list[np.ndarray] = [np.arange(K)]
+    mass: list[np.ndarray] = []
+    rank: list[np.ndarray] = [np.zeros(K, dtype=np.int64)]
+    npairs = 0
+    if len(z) > 1 and len(recv) and len(don):
+        m = z[1:] - z[:-1]
+        mid = 0.5 * (z[1:] + z[:-1])
+        k = recv[np.minimum(np.searchsorted(Ur, mid, side="left"), len(recv) - 1)]
+        j = don[np.minimum(np.searchsorted(Dd, mid, side="left"), len(don) - 1)]
+        ok = (
+            (m > 0)
+            & (mid <= U[k])
+            & (mid <= D[j])
+            & (mid > off[block[k]])
+            & (block[k] == block[j])
+            & (j > k)
+            & (s[j] > s[k])
+        )
+        k, j, m = k[ok], j[ok], m[ok]
+        if len(k):
+            # k and j are non-decreasing along z: equal pairs are consecutive, merge them.
+            head = np.concatenate([[True], (k[1:] != k[:-1]) | (j[1:] != j[:-1])])
+            start = np.flatnonzero(head)
+            msum = np.add.reduceat(m, start)
+            k, j = k[start], j[start]
+            y = msum / (s[j] - s[k])
+            used = np.bincount(k, weights=y, minlength=K) + np.bincount(j, weights=y, minlength=K)
+            # In exact arithmetic used < L strictly; rounding can only touch the last digits.
+            own_mass = np.maximum(L - used, 0.0)
+            owner += [k, j]
+            slot += [j, k]
+            mass += [y, y]
+            rank += [1 + _run_rank(k), 1 + _run_rank(j)]  # a token is receiver or donor, not both
+            npairs = len(k)
+    mass = [own_mass, *mass]
+    pieces = _Pieces(
+        owner=np.concatenate(owner), slot=np.concatenate(slot), mass=np.concatenate(mass),
+        rank=np.concatenate(rank), pairs=npairs,
+    )
+    return pieces, s
 
 
 # ------------------------------------------------------------------------------------ rule types
@@ -330,14 +265,18 @@ def _residual(p: np.ndarray, a: np.ndarray) -> np.ndarray:
 class LayoutRule(_RuleBase):
     r"""The max-position layout rule of one position (i.i.d. drafts).
 
+    Token :math:`y` owns *pieces*: intervals ``[piece_start, piece_end]`` of the position axis, each
+    with a mass ``piece_mass`` spread uniformly over it (a share of the interval; several tokens
+    may share one interval, their densities adding up to 1). A draft of :math:`y` takes a position
+    from the normalised piece law; the largest position is selected.
+
     Attributes
     ----------
     group
-        Group id per token (``-1`` for tokens with :math:`q = 0`); tokens of one group share the
-        group's pieces (their positions are uniform over them).
-    piece_start, piece_end, piece_ptr
-        Pieces of every group, CSR layout: group ``g`` owns
-        ``piece_*[piece_ptr[g]:piece_ptr[g+1]]``.
+        Group id per token (``-1`` for tokens with :math:`q = 0`); every live token is its own
+        group (``group[y] == y``).
+    piece_start, piece_end, piece_mass, piece_ptr
+        Pieces of every group, CSR layout: group ``g`` owns ``piece_*[piece_ptr[g]:piece_ptr[g+1]]``.
     selection
         Selection marginal :math:`r(y)`.
     accept_prob
@@ -351,6 +290,7 @@ class LayoutRule(_RuleBase):
     selection: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     accept_prob: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     _cum: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    piece_mass: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     # -------------------------------------------------------------- sampling
     def positions(self, drafts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -362,14 +302,16 @@ class LayoutRule(_RuleBase):
                 "argument 'drafts': contains a token with q = 0, which the draft model never "
                 "proposes"
             )
-        lo = self._cum[self.piece_ptr[g]]
-        hi = self._cum[self.piece_ptr[g + 1]]
+        a, b = self.piece_ptr[g], self.piece_ptr[g + 1]
+        lo = self._cum[a]
+        hi = self._cum[b]
         target = lo + rng.random(d.shape) * (hi - lo)
         k = np.searchsorted(self._cum, target, side="right") - 1
-        k = np.clip(k, self.piece_ptr[g], np.maximum(self.piece_ptr[g + 1] - 1, self.piece_ptr[g]))
+        k = np.clip(k, a, np.maximum(b - 1, a))
         k = np.minimum(k, max(len(self.piece_start) - 1, 0))
-        pos = np.minimum(self.piece_start[k] + (target - self._cum[k]), self.piece_end[k])
-        # A group whose pieces vanished in floating point (q far below the resolution of its
+        # Uniform inside the chosen piece, with fresh randomness (no loss of resolution).
+        pos = self.piece_start[k] + rng.random(d.shape) * (self.piece_end[k] - self.piece_start[k])
+        # A token whose pieces vanished in floating point (q far below the resolution of its
         # position) is never selected: its exact selection mass is below rounding anyway.
         return np.where(hi > lo, pos, -1.0)
 
@@ -421,8 +363,10 @@ class LayoutRule(_RuleBase):
         segs = []
         for g in groups:
             a, b = self.piece_ptr[g], self.piece_ptr[g + 1]
-            segs.append((self.piece_start[a:b], self.piece_end[a:b]))
-        pts = np.unique(np.concatenate([np.concatenate(s) for s in segs]))
+            s, e, m = self.piece_start[a:b], self.piece_end[a:b], self.piece_mass[a:b]
+            keep = (e > s) & (m > 0)
+            segs.append((s[keep], e[keep], m[keep] / (e[keep] - s[keep])))
+        pts = np.unique(np.concatenate([np.concatenate(s[:2]) for s in segs]))
         a, b = pts[:-1], pts[1:]
         keep = b > a
         a, b = a[keep], b[keep]
@@ -432,12 +376,12 @@ class LayoutRule(_RuleBase):
         mid = 0.5 * (a + b)
         dens = np.empty((self.n, len(a)))
         cdf = np.empty((self.n, *t.shape))
-        for j, (s, e) in enumerate(segs):
-            length = float(np.sum(e - s))
-            dens[j] = np.any((s[None, :] <= mid[:, None]) & (e[None, :] >= mid[:, None]), axis=1)
-            dens[j] /= length
+        for j, (s, e, h) in enumerate(segs):
+            total = float(np.sum(h * (e - s)))
+            inside = (s[None, :] <= mid[:, None]) & (e[None, :] >= mid[:, None])  # (M, pieces)
+            dens[j] = (inside * h[None, :]).sum(axis=1) / total
             below = np.clip(np.minimum(e, t[..., None]) - s, 0.0, None)  # (M, nodes, pieces)
-            cdf[j] = below.sum(axis=-1) / length
+            cdf[j] = (below * h).sum(axis=-1) / total
         out = np.zeros(self.n)
         for j in range(self.n):
             others = np.prod(np.delete(cdf, j, axis=0), axis=0)  # (M, nodes)
@@ -503,8 +447,88 @@ def _check_drafts(drafts: Any, n: int, V: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ constructions
+@dataclass(frozen=True)
+class _Prefix:
+    """The sorted prefix of one row: ``order`` (ascending :math:`p/q`, :math:`q = 0` last), the
+    number ``nlive`` of tokens with :math:`q > 0`, their sorted masses ``ps``, ``qs`` and prefix
+    sums ``P``, ``Q``, the witness size ``kstar`` and ``alpha``."""
+
+    order: np.ndarray
+    nlive: int
+    ps: np.ndarray
+    qs: np.ndarray
+    P: np.ndarray
+    Q: np.ndarray
+    kstar: int
+    alpha: float
+
+
+def _sorted_prefix(p: np.ndarray, q: np.ndarray, n: int) -> _Prefix:
+    r"""The plain sorted prefix (Hu et al., arXiv 2502.18779) on one row.
+
+    :math:`H^*` is the first minimiser of :math:`1 + P_k - S_k^n` over prefixes of an ascending
+    order of :math:`p/q` (the empty set included). The layout and the closed-form accepted mass
+    both read :math:`H^*` off this one order, so they always agree on it.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
+    # Ties in p/q may come in any order (the chain is concave inside a tie group, theory notes);
+    # the unstable SIMD sort is several times faster than a stable one.
+    order = np.argsort(ratio)
+    nlive = int(np.count_nonzero(q > 0))
+    ps, qs = p[order[:nlive]], q[order[:nlive]]
+    P, Q = np.cumsum(ps), np.cumsum(qs)
+    chain = 1.0 + P - _ipow(np.minimum(Q, 1.0), n)
+    full = np.concatenate([[1.0], chain])
+    kstar = int(np.argmin(full))
+    return _Prefix(order, nlive, ps, qs, P, Q, kstar, float(full[kstar]))
+
+
+def _inner_targets(pi: np.ndarray, qi: np.ndarray, Sc: np.ndarray, Pc: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Targets :math:`r \ge p` on :math:`H^*` (ascending :math:`p/q`) and their record blocks.
+
+    With :math:`g_m = S_m^n - P_m` (prefix sums of :math:`q` and :math:`p`), the chain is cut at
+    the strict records of :math:`g` (:math:`g_0 = 0`). Block :math:`(a, b]` gets
+    :math:`r = \max(p, c_b\, q)` with :math:`\sum_{(a, b]} r = S_b^n - S_a^n`. Token :math:`j` is
+    raised (:math:`c_b > p_j/q_j`) iff the sum with level :math:`p_j/q_j` falls short of the block
+    total, so all blocks are solved at once, without a search.
+    """
+    K = len(pi)
+    g = _ipow(Sc, n) - Pc
+    D = np.maximum.accumulate(g)
+    rec = np.flatnonzero(g[1:] > D[:-1]) + 1
+    bounds = np.concatenate([[0], rec, [] if len(rec) and rec[-1] == K else [K]]).astype(np.int64)
+    lo, hi = bounds[:-1], bounds[1:]
+    nb = len(lo)
+    blk = np.repeat(np.arange(nb), hi - lo)
+    total = _pow_diff_vec(Sc[hi], Sc[lo], n)
+    rho = pi / qi
+    F = rho * (Sc[1:] - Sc[lo][blk]) + (Pc[hi][blk] - Pc[1:])
+    raised = F < total[blk]
+    unr_p = np.bincount(blk, weights=np.where(raised, 0.0, pi), minlength=nb)
+    ra_q = np.bincount(blk, weights=np.where(raised, qi, 0.0), minlength=nb)
+    c = np.where(ra_q > 0, (total - unr_p) / np.where(ra_q > 0, ra_q, 1.0), 0.0)
+    r = np.where(raised, np.maximum(c[blk] * qi, pi), pi)
+    return r, blk
+
+
+def _outer_targets(po: np.ndarray, qo: np.ndarray, total: float) -> np.ndarray:
+    r"""Targets :math:`r = \min(p, c' q) \le p` off :math:`H^*` (ascending :math:`p/q`) with
+    :math:`\sum r = \text{total} = 1 - q(H^*)^n`; token :math:`j` is capped iff the sum with cap
+    :math:`p_j/q_j` exceeds the total."""
+    U = np.cumsum(qo)
+    P = np.cumsum(po)
+    G = P + (po / qo) * (U[-1] - U)
+    capped = G > total
+    if not capped.any():
+        return po.copy()
+    c = (total - float(np.sum(po[~capped]))) / float(np.sum(qo[capped]))
+    return np.where(capped, np.minimum(c * qo, po), po)
+
+
 def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
-    r"""Build the max-position layout rule for i.i.d. drafts at one position.
+    r"""Build the optimal max-position layout rule for i.i.d. drafts at one position.
 
     Parameters
     ----------
@@ -517,9 +541,13 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
     -------
     LayoutRule
         Its :attr:`~LayoutRule.acceptance` equals :math:`\alpha^*` and its output law equals ``p``.
-    """
-    from ..solvers.prefix import prefix_iid, prefix_order
 
+    Notes
+    -----
+    One sort (the prefix order) and :math:`O(V)` vectorised passes: slots in ascending :math:`p/q`
+    order, water-filled targets (:func:`_inner_targets`, :func:`_outer_targets`) and the
+    first-in-first-out slot exchange (:func:`_exchange`). Proofs in ``docs/optimal_verifier.md``.
+    """
     pv = as_distribution(p, "p", allow_batch=False)
     qv = as_distribution(q, "q", allow_batch=False)
     n = check_n(n)
@@ -528,114 +556,69 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
             f"argument 'q': vocabulary size {qv.shape[0]} does not match p's {pv.shape[0]}"
         )
     V = pv.shape[0]
-    value, mask = prefix_iid(pv[None, :], qv[None, :], n)
-    alpha = float(value[0])
-    H = mask[0] & (qv > 0)
-    order = prefix_order(pv[None, :], qv[None, :])[0]
-    live = qv[order] > 0
-    inner = order[H[order] & live]
-    outer = order[~H[order] & live]
+    pre = _sorted_prefix(pv, qv, n)
+    order, kstar, alpha, nlive = pre.order, pre.kstar, pre.alpha, pre.nlive
+    witness = np.zeros(V, dtype=bool)
+    witness[order[:kstar]] = True
+    # Slot boundaries: the prefix sums of q in the prefix order, H* first.
+    Sall = np.concatenate([[0.0], pre.Q])
+    Pall = np.concatenate([[0.0], pre.P])
+    owners: list[np.ndarray] = []
+    ranks: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    masses: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    pairs = 0
+    blocks = 0
+    for lo_i, hi_i in ((0, kstar), (kstar, nlive)):
+        if hi_i <= lo_i:
+            continue
+        toks = order[lo_i:hi_i]
+        pt, qt = pre.ps[lo_i:hi_i], pre.qs[lo_i:hi_i]
+        S = Sall[lo_i : hi_i + 1]
+        if lo_i == 0:
+            r, blk = _inner_targets(pt, qt, S, Pall[: hi_i + 1], n)
+        else:
+            r = _outer_targets(pt, qt, _pow_diff(float(S[-1]), float(S[0]), n))
+            blk = np.zeros(len(toks), dtype=np.int64)
+        blocks += int(blk[-1]) + 1
+        L = S[1:] - S[:-1]
+        pcs, s = _exchange(S, r * (L / qt), blk, n)
+        pairs += pcs.pairs
+        owners.append(toks[pcs.owner])
+        ranks.append(pcs.rank)
+        starts.append(S[pcs.slot])
+        ends.append(S[pcs.slot + 1])
+        masses.append(pcs.mass)
+        values.append(pcs.mass * s[pcs.slot])
 
-    group = np.full(V, -1, dtype=np.int64)
-    # Pieces as flat arrays (start, end, group id); groups numbered in creation order.
-    p_start: list[np.ndarray] = []
-    p_end: list[np.ndarray] = []
-    p_grp: list[np.ndarray] = []
-    n_groups = 0
-    n_sequential = 0
+    def cat(xs: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(xs) if xs else np.zeros(0, dtype=dtype)
 
-    def add_sequential(vals: list[float], lens: list[float], mem: list[np.ndarray],
-                       lo: float, hi: float) -> None:
-        nonlocal n_groups, n_sequential
-        n_sequential += len(vals)
-        pcs = _realize(np.array(vals), np.array(lens), lo, hi, n)
-        for m, pc in zip(mem, pcs, strict=True):
-            group[m] = n_groups
-            if pc:
-                arr = np.array(pc, dtype=np.float64)
-                p_start.append(arr[:, 0])
-                p_end.append(arr[:, 1])
-                p_grp.append(np.full(len(pc), n_groups, dtype=np.int64))
-            n_groups += 1
-
-    S_H = math.fsum(qv[inner])
-    S_out = math.fsum(qv[outer])
-    # ---- inner tokens on [0, S_H]: split at the records of g_m = S_m^n - P_m (tight sets), then
-    # water-fill each block (targets max(p, c q), pooled group first) and realise it. Singleton
-    # blocks are greedy slots and are placed all at once.
-    if len(inner):
-        pi, qi = pv[inner], qv[inner]
-        Sc = np.concatenate([[0.0], np.cumsum(qi)])
-        Sc[-1] = S_H
-        Pc = np.concatenate([[0.0], np.cumsum(pi)])
-        g = Sc**n - Pc
-        D = np.maximum.accumulate(g)
-        rec = np.flatnonzero(g[1:] > D[:-1]) + 1
-        bounds = np.unique(np.concatenate([[0], rec, [len(inner)]]))
-        lo_all, hi_all = bounds[:-1], bounds[1:]
-        single = hi_all - lo_all == 1
-        idx = lo_all[single]
-        if len(idx):
-            ids = n_groups + np.arange(len(idx))
-            group[inner[idx]] = ids
-            p_start.append(Sc[idx])
-            p_end.append(Sc[idx + 1])
-            p_grp.append(ids)
-            n_groups += len(idx)
-        for lo_b, hi_b in zip(lo_all[~single], hi_all[~single], strict=True):
-            lo_b, hi_b = int(lo_b), int(hi_b)
-            s_lo, s_hi = float(Sc[lo_b]), float(Sc[hi_b])
-            bp, bq = pi[lo_b:hi_b], qi[lo_b:hi_b]
-            total = _pow_diff(s_hi, s_lo, n)
-            k, _ = _water_level_up(bp, bq, total)
-            vals: list[float] = []
-            lens: list[float] = []
-            mem: list[np.ndarray] = []
-            if k > 0:
-                vals.append(total - math.fsum(bp[k:]))
-                lens.append(math.fsum(bq[:k]))
-                mem.append(inner[lo_b : lo_b + k])
-            vals += [float(x) for x in bp[k:]]
-            lens += [float(x) for x in bq[k:]]
-            mem += [inner[j : j + 1] for j in range(lo_b + k, hi_b)]
-            add_sequential(vals, lens, mem, s_lo, s_hi)
-    # ---- outer tokens on [S_H, S_H + S_out]: targets min(p, c' q), capped group last.
-    if len(outer):
-        po, qo = pv[outer], qv[outer]
-        top = S_H + S_out
-        total = _pow_diff(top, S_H, n)
-        k, _ = _water_level_down(po, qo, total)
-        vals = [float(x) for x in po[:k]]
-        lens = [float(x) for x in qo[:k]]
-        mem = [outer[j : j + 1] for j in range(k)]
-        vals.append(total - math.fsum(po[:k]))
-        lens.append(math.fsum(qo[k:]))
-        mem.append(outer[k:])
-        add_sequential(vals, lens, mem, S_H, top)
-
-    ps = np.concatenate(p_start) if p_start else np.zeros(0)
-    pe = np.concatenate(p_end) if p_end else np.zeros(0)
-    pg = np.concatenate(p_grp) if p_grp else np.zeros(0, dtype=np.int64)
-    srt = np.lexsort((ps, pg))
-    ps, pe, pg = ps[srt], pe[srt], pg[srt]
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(pg, minlength=n_groups))]).astype(np.int64)
-    cum = np.concatenate([[0.0], np.cumsum(pe - ps)])
-    gval = np.bincount(pg, weights=_pow_diff_vec(pe, ps, n), minlength=n_groups)
-    glen = np.bincount(pg, weights=pe - ps, minlength=n_groups)
-    r = np.zeros(V)
-    livemask = group >= 0
+    own, rk = cat(owners, np.int64), cat(ranks, np.int64)
+    # CSR by token without a sort: piece goes to ptr[owner] + rank (zero-mass pieces are kept;
+    # they are never drawn).
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=V))]).astype(np.int64)
+    dest = ptr[own] + rk
+    mass_f, val_f = cat(masses, np.float64), cat(values, np.float64)
+    ps, pe, pm = (np.empty(len(own)) for _ in range(3))
+    ps[dest], pe[dest], pm[dest] = cat(starts, np.float64), cat(ends, np.float64), mass_f
+    cum = np.concatenate([[0.0], np.cumsum(pm)])
+    gmass = np.bincount(own, weights=mass_f, minlength=V)
+    gval = np.bincount(own, weights=val_f, minlength=V)
+    group = np.where(qv > 0, np.arange(V), -1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        gl = glen[group[livemask]]
-        r[livemask] = np.where(gl > 0, qv[livemask] * gval[group[livemask]] / gl, 0.0)
+        r = np.where(gmass > 0, qv * gval / np.where(gmass > 0, gmass, 1.0), 0.0)
         acc_prob = np.where(r > 0, np.minimum(1.0, pv / np.where(r > 0, r, 1.0)), 0.0)
     a = np.minimum(pv, r)
-    info = {"groups": n_groups, "pieces": len(ps), "sequential_groups": n_sequential}
+    info = {"pieces": len(ps), "exchanges": pairs, "blocks": blocks}
     return LayoutRule(
         p=pv,
         q=qv,
         n=n,
         alpha_star=alpha,
-        witness=mask[0],
+        witness=witness,
         accepted=a,
         residual=_residual(pv, a),
         group=group,
@@ -645,6 +628,7 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
         selection=r,
         accept_prob=acc_prob,
         _cum=cum,
+        piece_mass=pm,
         info=info,
     )
 
@@ -657,25 +641,14 @@ def accepted_mass_iid(p: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
     :math:`c'` chosen so that :math:`\sum_{y \notin H^*} a(y) = 1 - q(H^*)^n`. Costs one sort;
     :math:`\sum_y a(y) = \alpha^*`.
     """
-    from ..solvers.prefix import prefix_iid, prefix_order
-
-    _, mask = prefix_iid(p[None, :], q[None, :], n)
-    H = mask[0] & (q > 0)
-    order = prefix_order(p[None, :], q[None, :])[0]
-    inner = order[H[order] & (q[order] > 0)]
-    outer = order[~H[order] & (q[order] > 0)]
+    pre = _sorted_prefix(p, q, n)
+    inner, outer = pre.order[: pre.kstar], pre.order[pre.kstar : pre.nlive]
     a = np.zeros_like(p)
     a[inner] = p[inner]
     if len(outer):
-        S_H = math.fsum(q[inner])
-        total = _pow_diff(S_H + math.fsum(q[outer]), S_H, n)
-        po, qo = p[outer], q[outer]
-        k, c = _water_level_down(po, qo, total)
-        a[outer[:k]] = po[:k]
-        if k == len(outer) - 1 and c * qo[-1] > po[-1]:  # rounding clamp of _water_level_down
-            a[outer[k:]] = total - math.fsum(po[:k])
-        else:
-            a[outer[k:]] = np.minimum(c * qo[k:], po[k:])
+        S_H = float(pre.Q[pre.kstar - 1]) if pre.kstar else 0.0
+        top = float(pre.Q[pre.nlive - 1])
+        a[outer] = _outer_targets(p[outer], q[outer], _pow_diff(top, S_H, n))
     return a
 
 
