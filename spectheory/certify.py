@@ -96,7 +96,7 @@ def certify(result: Result, p: Any, scheme: Scheme, *, normalize: bool = False) 
         if plans is not None and plans[b] is not None:
             primal[b], v = check_plan(plans[b], p2[b], row)
             worst_viol = max(worst_viol, v)
-            tuples, probs = row.enumerate()
+            _, probs = row.enumerate()
             slack = max(slack, float(np.sum(probs[probs < LP_MASS_FLOOR])))
     value_error = float(np.max(np.abs(values - dual)))
     ok = bool(np.isfinite(value_error) and value_error <= CERT_GAP_TOL)

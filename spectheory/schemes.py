@@ -29,6 +29,7 @@ from ._validate import (
     as_distribution,
     check_n,
     check_support_at_least,
+    exact_distribution,
 )
 from .tolerances import MAX_TUPLES
 
@@ -56,10 +57,13 @@ def exclusive_sums(q: np.ndarray) -> np.ndarray:
     Subtracting from 1 cancels catastrophically when ``q`` is one-hot to machine precision (low
     temperature): the sum of the other entries keeps their true, tiny size.
     """
-    before = np.cumsum(q, axis=-1) - q
-    after = np.flip(np.cumsum(np.flip(q, axis=-1), axis=-1), axis=-1) - q
-    # cumsum(...) - q is exact for the first/last entry and accurate elsewhere; clamp rounding noise.
-    out = np.maximum(before, 0.0) + np.maximum(after, 0.0)
+    zero = np.zeros((*q.shape[:-1], 1))
+    # Exclusive cumulative sums (shifted, never cumsum - q, which cancels next to a dominant entry).
+    before = np.concatenate([zero, np.cumsum(q[..., :-1], axis=-1)], axis=-1)
+    after = np.concatenate(
+        [np.flip(np.cumsum(np.flip(q[..., 1:], axis=-1), axis=-1), axis=-1), zero], axis=-1
+    )
+    out = before + after
     return out
 
 
@@ -212,9 +216,13 @@ class Scheme:
 class _SingleQ(Scheme):
     q: np.ndarray
     n_: int = field(default=1, repr=False)
+    #: The exact entries of ``q`` as Fractions when every input entry was an exact rational
+    #: (int, Fraction, sympy Rational), else None; used by ``method="exact"``.
+    exact_q = None
 
     def __init__(self, q: Any, n: int = 1, *, normalize: bool = False) -> None:
         object.__setattr__(self, "q", _readonly(as_distribution(q, "q", normalize=normalize)))
+        object.__setattr__(self, "exact_q", exact_distribution(q, "q", normalize=normalize))
         object.__setattr__(self, "n_", check_n(n))
         self._check()
 
@@ -239,6 +247,8 @@ class _SingleQ(Scheme):
         out = object.__new__(type(self))
         object.__setattr__(out, "q", _readonly(self.q[b]))
         object.__setattr__(out, "n_", self.n_)
+        if self.exact_q is not None:
+            object.__setattr__(out, "exact_q", self.exact_q[b])
         return out
 
     def __repr__(self) -> str:
@@ -317,14 +327,36 @@ class WithoutReplacement(_SingleQ):
         if self.n == 1:
             return np.sum(qH, axis=-1)
         rest = exclusive_sums(q)  # 1 - q_i without cancellation
+        # Positive-term forms (no cancellation, every factor <= 1):
+        #   Q(H^2) = sum_{i in H} q_i * q(H \ i) / (1 - q_i)
+        #   Q(H^3) = sum_{i != j in H} q_i * q_j/(1 - q_i) * q(H \ {i,j}) / (1 - q_i - q_j)
+        qH_excl = exclusive_sums(qH)
         with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.where(qH > 0, qH / rest, 0.0)  # q_i / (1 - q_i) on H
-        G1 = np.sum(a, axis=-1)
+            first = np.where(qH > 0, qH / np.where(rest > 0, rest, 1.0), 0.0)
         if self.n == 2:
-            return np.maximum(np.sum(qH, axis=-1) - lam * G1, 0.0)
+            return np.sum(first * qH_excl, axis=-1)
+        if self.n == 3 and self.V <= 64:
+            V = self.V
+            off = ~np.eye(V, dtype=bool)
+            # exclusive pair sums by direct summation: O(V^3), exact up to rounding
+            k_out = off[None, :, :] & off[:, None, :]  # [i, j, k] = (k != j) & (k != i)
+            rest2 = np.einsum("ijk,...k->...ij", k_out.astype(np.float64), q)
+            qH2 = np.einsum("ijk,...k->...ij", k_out.astype(np.float64), qH)
+            qi = qH[..., :, None]
+            qj = qH[..., None, :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = np.where(
+                    (qi > 0) & (qj > 0) & off & (rest2 > 0),
+                    first[..., :, None] * qj * qH2 / np.where(rest2 > 0, rest2, 1.0),
+                    0.0,
+                )
+            return np.sum(t, axis=(-2, -1))
         if self.n == 3 and self.V <= 4096:
             # G_2 = sum_{i != j in H} q_i/(1-q_i) * q_j/(1-q_i-q_j); 1-q_i-q_j as the rest of the
             # larger entry minus the smaller one.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = np.where(qH > 0, qH / rest, 0.0)  # q_i / (1 - q_i) on H
+            G1 = np.sum(a, axis=-1)
             qi = q[..., :, None]
             qj = q[..., None, :]
             big_rest = np.where(qi >= qj, rest[..., :, None], rest[..., None, :])
@@ -332,11 +364,24 @@ class WithoutReplacement(_SingleQ):
             with np.errstate(divide="ignore", invalid="ignore"):
                 term = np.where(rest2 > 0, qj / rest2, 0.0)
             term = term * (1.0 - np.eye(self.V))
-            # inner_i = sum_{j in H} term_ij, broadcasting over batch rows and extra set axes.
             inner = np.einsum("...ij,...j->...i", term, (qH > 0).astype(np.float64))
             G2 = np.sum(a * inner, axis=-1)
             return np.maximum(np.sum(qH, axis=-1) - lam * (G1 + G2), 0.0)
+        if self.is_batched or math.perm(int(np.count_nonzero(q > 0)), self.n) > MAX_TUPLES:
+            # Any n at any V: the exponential-race quadrature of spectheory.solvers.wor.
+            return self._prob_all_in_race(H)
         return Scheme.prob_all_in(self, H)
+
+    def _prob_all_in_race(self, H: np.ndarray) -> np.ndarray:
+        from .solvers.wor import wor_prob_all_in
+
+        lead = np.broadcast_shapes(self.q.shape[:-1], H.shape[:-1])
+        qb = np.broadcast_to(self.q, (*lead, self.V))
+        Hb = np.broadcast_to(H, qb.shape)
+        out = np.empty(qb.shape[:-1])
+        for idx in np.ndindex(*qb.shape[:-1]):
+            out[idx] = wor_prob_all_in(qb[idx], Hb[idx], self.n)[0]
+        return out
 
     def enumerate(self) -> tuple[np.ndarray, np.ndarray]:
         self._check_unbatched("enumerate")
@@ -518,6 +563,8 @@ class Independent(Scheme):
 
     qs: tuple[np.ndarray, ...]
     name: ClassVar[str] = "independent"
+    #: Exact entries of each ``qs[j]`` (Fractions) when all were exact rationals, else None.
+    exact_qs = None
 
     def __init__(self, qs: Sequence[Any] | np.ndarray, *, normalize: bool = False) -> None:
         if isinstance(qs, np.ndarray) and qs.ndim >= 2:
@@ -536,6 +583,11 @@ class Independent(Scheme):
                     f"argument 'qs[{j}]': shape {a.shape} differs from qs[0] shape {arrs[0].shape}"
                 )
         object.__setattr__(self, "qs", arrs)
+        exact = tuple(
+            exact_distribution(q, f"qs[{j}]", normalize=normalize) for j, q in enumerate(qs)
+        )
+        if all(e is not None for e in exact):
+            object.__setattr__(self, "exact_qs", exact)
 
     @property
     def n(self) -> int:
@@ -559,6 +611,8 @@ class Independent(Scheme):
             return self
         out = object.__new__(Independent)
         object.__setattr__(out, "qs", tuple(_readonly(q[b]) for q in self.qs))
+        if self.exact_qs is not None:
+            object.__setattr__(out, "exact_qs", tuple(e[b] for e in self.exact_qs))
         return out
 
     def prob_all_in(self, H: Any) -> np.ndarray:
@@ -609,6 +663,8 @@ class Joint(Scheme):
     probs: np.ndarray
     V_: int = field(default=0, repr=False)
     name: ClassVar[str] = "joint"
+    #: Exact ``probs`` (Fractions) when every entry was an exact rational, else None.
+    exact_probs = None
 
     def __init__(
         self, tuples: Any, probs: Any, V: int | None = None, *, normalize: bool = False
@@ -642,6 +698,8 @@ class Joint(Scheme):
         object.__setattr__(self, "tuples", _readonly(t.astype(np.int64)))
         object.__setattr__(self, "probs", _readonly(pr))
         object.__setattr__(self, "V_", Vv)
+        exact = exact_distribution(probs, "probs", normalize=normalize)
+        object.__setattr__(self, "exact_probs", exact)
 
     @property
     def n(self) -> int:

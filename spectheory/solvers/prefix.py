@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..result import Result, Status
-from ..schemes import IID, Greedy, Hub, Scheme, WithoutReplacement, exclusive_sums
+from ..schemes import IID, Greedy, Hub, Scheme, WithoutReplacement
 from .registry import SolverEntry, register
 
 __all__ = ["prefix_iid", "prefix_order", "solve_prefix"]
@@ -49,48 +49,44 @@ def _finish(vals: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def prefix_iid(p: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """alpha* and witness for i.i.d. drafts, rows of ``p``, ``q`` (``(B, V)`` float64)."""
+    """alpha* and witness for i.i.d. drafts, rows of ``p``, ``q`` (``(B, V)`` float64).
+
+    Exact bucketed path of :mod:`.fastprefix` (sorts only the candidate buckets); vocabularies below
+    ``fastprefix.FAST_MIN_V`` use the plain full sort ``fastprefix.prefix_iid_reference``.
+    """
+    from .fastprefix import prefix_iid_fast
+
+    return prefix_iid_fast(p, q, n)
+
+
+def _prefix_wor(
+    p: np.ndarray, q: np.ndarray, n: int, info: dict[str, object] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""alpha* and witness for sampling without replacement, any ``n`` (rows of ``(B, V)`` arrays).
+
+    The chain :math:`Q(H_k^n)` comes from :func:`spectheory.solvers.wor.wor_chain` (closed form for
+    ``n <= 2``, exponential-race quadrature with an error bound otherwise). The prefix property for
+    this scheme is discussed in ``docs/without_replacement.md``. When ``info`` is given, its
+    ``"error_bound"`` receives the largest bound on :math:`|Q(H_k^n) - \text{exact}|` over the
+    chain (a bound on the error of the returned value) and ``"quad_nodes"`` the node count.
+    """
+    from .wor import wor_chain
+
     order = prefix_order(p, q)
     ps = np.take_along_axis(p, order, axis=1)
     qs = np.take_along_axis(q, order, axis=1)
     P = np.cumsum(ps, axis=1)
-    S = np.cumsum(qs, axis=1)
-    return _finish(1.0 + P - np.minimum(S, 1.0) ** n, order)
-
-
-def _prefix_wor(p: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    order = prefix_order(p, q)
-    ps = np.take_along_axis(p, order, axis=1)
-    qs = np.take_along_axis(q, order, axis=1)
-    P = np.cumsum(ps, axis=1)
-    S = np.cumsum(qs, axis=1)
-    # lambda_k = mass after the prefix, as a suffix sum (never 1 - S_k).
-    lam = np.concatenate(
-        [np.flip(np.cumsum(np.flip(qs, axis=1), axis=1), axis=1)[:, 1:], np.zeros((len(p), 1))],
-        axis=1,
-    )
-    rest = exclusive_sums(qs)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(qs > 0, qs / rest, 0.0)
-    G = np.cumsum(a, axis=1)
-    if n == 3:
-        B, V = qs.shape
-        G2 = np.zeros((B, V))
-        for b in range(B):
-            qb, rb, ab = qs[b], rest[b], a[b]
-            acc = 0.0
-            for k in range(1, V):
-                qi, qk = qb[:k], qb[k]
-                # 1 - q_i - q_k as the rest of the larger entry minus the smaller one.
-                r2 = np.where(qi >= qk, rb[:k] - qk, rb[k] - qi)
-                r2 = np.maximum(r2, 0.0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    t1 = np.where(r2 > 0, ab[:k] * qk / r2, 0.0)
-                    t2 = np.where(r2 > 0, ab[k] * qi / r2, 0.0)
-                acc += float(np.sum(t1) + np.sum(t2))
-                G2[b, k] = acc
-        G = G + G2
-    Q = np.maximum(S - lam * G, 0.0) if n >= 2 else S
+    Q = np.empty_like(P)
+    bound = 0.0
+    nodes = 0
+    for b in range(len(p)):
+        ch = wor_chain(qs[b], n)
+        Q[b] = ch.Q
+        bound = max(bound, float(np.max(ch.error, initial=0.0)))
+        nodes += ch.nodes
+    if info is not None:
+        info["error_bound"] = bound
+        info["quad_nodes"] = nodes
     return _finish(1.0 + P - Q, order)
 
 
@@ -124,9 +120,10 @@ def solve_prefix(p: np.ndarray, scheme: Scheme) -> Result:
         if isinstance(scheme, IID) or scheme.n == 1:
             value, mask = prefix_iid(p2, q2, scheme.n)
         else:
-            value, mask = _prefix_wor(p2, q2, scheme.n)
+            value, mask = _prefix_wor(p2, q2, scheme.n, info)
             info["note"] = (
-                "prefix chain for sampling without replacement (n <= 3, closed-form series)"
+                "prefix chain for sampling without replacement (spectheory.solvers.wor; "
+                "error_bound bounds |value - exact|)"
             )
     info["time_s"] = time.perf_counter() - t0
     return Result(
@@ -143,13 +140,8 @@ def _supports(scheme: Scheme) -> str | None:
     if isinstance(scheme, (IID, Greedy, Hub)):
         return None
     if isinstance(scheme, WithoutReplacement):
-        if scheme.n <= 2:
-            return None
-        if scheme.n == 3:
-            if scheme.V <= WOR3_MAX_V:
-                return None
-            return f"the n = 3 without-replacement chain is O(V^2), limited to V <= {WOR3_MAX_V}"
-        return "the prefix chain for sampling without replacement is implemented for n <= 3"
+        # Any n: Q(H_k^n) along the chain by spectheory.solvers.wor (docs/without_replacement.md).
+        return None
     return f"no sorted-prefix theorem for {type(scheme).__name__} schemes"
 
 
