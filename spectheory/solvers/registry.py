@@ -24,6 +24,9 @@ SOLVER_MODULES: list[str] = [
     "spectheory.solvers.prefix",
     "spectheory.solvers.lp",
     "spectheory.solvers.subsets",
+    "spectheory.solvers.jax_backend",
+    "spectheory.solvers.exact",
+    "spectheory.solvers.submodular",
 ]
 
 SolveFn = Callable[..., Result]
