@@ -161,3 +161,63 @@ def broadcast_pair(p: np.ndarray, batch_shape: tuple[int, ...], V: int) -> np.nd
             f"{batch_shape[0]}"
         )
     return p
+
+
+def _is_exact_number(x: Any) -> bool:
+    """Whether ``x`` is an exact rational (int, numpy integer, Fraction, sympy Rational/Integer)."""
+    import numbers
+
+    return isinstance(x, numbers.Rational) and not isinstance(x, (bool, np.bool_))
+
+
+def exact_distribution(x: Any, name: str, *, normalize: bool = False) -> Any:
+    r"""The exact rational entries of a distribution, or None when any entry is not exact.
+
+    Entries that are ``int``, numpy integers, :class:`fractions.Fraction` or sympy ``Rational``
+    are converted to :class:`fractions.Fraction`; a float anywhere gives None (the input is then a
+    float distribution and :func:`as_distribution` is the check that applies). Call it *after*
+    :func:`as_distribution`, which checks shape, signs and finiteness.
+
+    Returns
+    -------
+    tuple of Fraction, or tuple of such tuples (a batch), or None
+
+    Raises
+    ------
+    ValueError
+        When the entries are exact but a row does not sum to exactly 1 (no tolerance: exact input
+        means exact arithmetic), or, with ``normalize``, sums to 0. The message names ``name`` and
+        the row.
+    """
+    from fractions import Fraction
+
+    first = x
+    while isinstance(first, (list, tuple)) and len(first) > 0:
+        first = first[0]
+    if isinstance(first, float):  # cheap exit for float lists (a float anywhere means None)
+        return None
+    arr = np.asarray(x) if not isinstance(x, (list, tuple)) else np.asarray(x, dtype=object)
+    if arr.dtype != object and not np.issubdtype(arr.dtype, np.integer):
+        return None
+    arr = arr.astype(object)
+    if not all(_is_exact_number(v) for v in arr.flat):
+        return None
+    rows = [arr] if arr.ndim == 1 else list(arr)
+    out = []
+    for r, row in enumerate(rows):
+        fr = tuple(Fraction(v) for v in row)
+        total = sum(fr, Fraction(0))
+        label = _row_label((r,) if arr.ndim == 2 else ())
+        if normalize:
+            if total <= 0:
+                raise SpecTheoryInputError(
+                    f"argument {name!r}{label}: cannot normalize a row that sums to 0"
+                )
+            fr = tuple(v / total for v in fr)
+        elif total != 1:
+            raise SpecTheoryInputError(
+                f"argument {name!r}{label}: exact entries sum to {total}, not exactly 1; exact "
+                "rational input is not rounded (pass normalize=True to rescale exactly)"
+            )
+        out.append(fr)
+    return out[0] if arr.ndim == 1 else tuple(out)

@@ -74,6 +74,11 @@ def optimal_acceptance(
             f"argument 'scheme': expected a spectheory scheme (IID, WithoutReplacement, ...), "
             f"got {type(scheme).__name__}"
         )
+    if method == "exact":
+        # Exact rational arithmetic (spectheory.solvers.exact) needs the raw Fraction entries of p,
+        # not their float64 copy; the solver validates p itself.
+        entry = registry.pick(scheme, method, backend)
+        return entry.solve(p, scheme, normalize=normalize, **options)
     pv = as_distribution(p, "p", normalize=normalize)
     broadcast_pair(pv, scheme.batch_shape, scheme.V)
     entry = registry.pick(scheme, method, backend)
