@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# JAX backend on the GPU machine: correctness checks first, then the timings of the issue.
+#
+# Needs only python with numpy + jax (CUDA); no network, no pip install: the package is used from
+# the source tree with PYTHONPATH=. . Run from the repository root:
+#
+#     bash benchmarks/gpu.sh            # results in $OUT if set, else benchmarks/results
+#
+# Total time is bounded (~5 minutes): each step has its own timeout and a failure in one step does
+# not stop the next.
+set -u
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUT_DIR"
+export PYTHONPATH=.
+# Let the benchmark use most of the GPU memory without preallocating all of it.
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.85}"
+PY="${PYTHON:-python3}"
+
+echo "== environment"
+"$PY" -c "import jax, numpy; print('jax', jax.__version__, 'numpy', numpy.__version__, jax.devices())" \
+    2>&1 | tee "$OUT_DIR/gpu_env.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null \
+    | tee -a "$OUT_DIR/gpu_env.txt" || true
+
+echo "== correctness (benchmarks/gpu_check.py)"
+timeout 110 "$PY" benchmarks/gpu_check.py --out "$OUT_DIR" --budget 80 2>&1 \
+    | tee "$OUT_DIR/gpu_check.log"
+check_rc=${PIPESTATUS[0]}
+
+echo "== timings (benchmarks/bench_jax.py --gpu)"
+timeout 180 "$PY" benchmarks/bench_jax.py --gpu --out "$OUT_DIR" --budget 150 \
+    --note "gpu.sh" 2>&1 | tee "$OUT_DIR/bench_jax_gpu.log"
+bench_rc=${PIPESTATUS[0]}
+
+echo "== done: gpu_check rc=$check_rc, bench rc=$bench_rc; results in $OUT_DIR"
+ls -l "$OUT_DIR"
+exit $(( check_rc != 0 || bench_rc != 0 ))

@@ -1,0 +1,366 @@
+r"""Pure, jit-compiled functional core of the JAX backend (imports JAX at module import).
+
+Every function here takes JAX (or numpy) arrays whose **last axis is the vocabulary** and any number
+of leading batch axes, has fixed output shapes, and can be used inside user code under
+:func:`jax.jit`, :func:`jax.vmap` or :func:`jax.grad`-free pipelines. The number of drafts ``n``
+is a static (Python ``int``) argument.
+
+The math is the sorted-prefix theorem (Hu et al., arXiv 2502.18779; ``docs/jax.md``): sort tokens by
+:math:`r(y) = p(y)/q(y)` ascending (:math:`q(y) = 0 \Rightarrow r = +\infty`), let :math:`H_k` be
+the first :math:`k` tokens, :math:`P_k = p(H_k)`, :math:`S_k = q(H_k)`; then for i.i.d. drafts
+
+.. math::
+
+    \alpha^* = \min_{0 \le k \le V} \bigl[1 + P_k - S_k^n\bigr].
+
+Precision
+---------
+Prefix sums over :math:`V = 256\text{k}` float32 entries lose up to :math:`\sim 10^{-5}` with a
+sequential sum. For float32 inputs the prefix sums are **compensated**: a second ``cumsum`` of the
+exact rounding residuals of the first (Knuth's error-free TwoSum), so each prefix sum is accurate to
+:math:`O(\varepsilon^2 V)` before its final rounding (see :func:`cumsum_compensated`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "PrefixOut",
+    "alpha_greedy",
+    "alpha_hub",
+    "alpha_iid",
+    "alpha_iid_with_order",
+    "alpha_wor",
+    "alpha_wor_with_order",
+    "cumsum_compensated",
+    "exclusive_sums",
+    "prefix_mask",
+    "sort_by_ratio",
+    "wor_rho",
+]
+
+Array = Any
+
+
+class PrefixOut(NamedTuple):
+    """Output of the sorted-prefix core.
+
+    Attributes
+    ----------
+    value
+        :math:`\\alpha^*`, shape ``batch``.
+    k
+        Length of the optimal prefix :math:`|H^*|` (int32), shape ``batch``.
+    order
+        The ascending ratio permutation (int32), shape ``batch + (V,)``; :math:`H^*` is
+        ``order[..., :k]``.
+    """
+
+    value: Array
+    k: Array
+    order: Array
+
+
+# ------------------------------------------------------------------ summation
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """Knuth's error-free transformation: ``a + b = s + e`` exactly."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, e
+
+
+def cumsum_compensated(x: Array, axis: int = -1) -> tuple[Array, Array]:
+    r"""Compensated inclusive prefix sums along ``axis``: returns ``(hi, lo)`` with
+    :math:`\sum_{i \le k} x_i \approx \mathrm{hi}_k + \mathrm{lo}_k`.
+
+    Two passes of the platform's ``cumsum`` and error-free transformations in between:
+
+    1. :math:`S = \mathrm{cumsum}(x)` in the input precision (any summation order).
+    2. The residual :math:`r_i = x_i - (S_i - S_{i-1})` is formed with Knuth's TwoSum (the
+       difference :math:`S_i - S_{i-1}` is split exactly into ``D + e``), so
+       :math:`\sum_{i \le k} x_i = S_k + \sum_{i \le k} r_i` holds up to the rounding of the tiny
+       :math:`r_i` (telescoping).
+    3. ``lo = cumsum(r)``: its own rounding error is relative to :math:`|\sum r|`, the first-pass
+       error, so ``hi + lo`` is accurate to :math:`O(\varepsilon^2 V)` instead of
+       :math:`O(\varepsilon V)`; measured 5.9e-13 at V = 256k in float32 (plain float32
+       ``cumsum``: 1.3e-7; ``docs/jax.md``).
+
+    Unlike an associative scan over double-float pairs, this compiles as fast as ``cumsum``.
+    """
+    S = jnp.cumsum(x, axis=axis)
+    zero = jnp.zeros_like(lax.slice_in_dim(S, 0, 1, axis=axis))
+    prev = jnp.concatenate([zero, lax.slice_in_dim(S, 0, S.shape[axis] - 1, axis=axis)], axis=axis)
+    D, e = _two_sum(S, -prev)  # S_i - S_{i-1} = D + e exactly
+    a, b = _two_sum(x, -D)  # x_i - D = a + b exactly
+    r = a + (b - e)
+    return S, jnp.cumsum(r, axis=axis)
+
+
+def _cumsum(x: Array, compensated: bool) -> Array:
+    if compensated:
+        hi, lo = cumsum_compensated(x)
+        return hi + lo
+    return jnp.cumsum(x, axis=-1)
+
+
+def exclusive_sums(q: Array, compensated: bool = False) -> Array:
+    r""":math:`1 - q_i` computed as :math:`\sum_{j \ne i} q_j` (prefix plus suffix sums, last axis):
+    no cancellation when ``q`` is one-hot to machine precision."""
+    before = _cumsum(q, compensated) - q
+    after = jnp.flip(_cumsum(jnp.flip(q, -1), compensated), -1) - q
+    return jnp.maximum(before, 0.0) + jnp.maximum(after, 0.0)
+
+
+# ------------------------------------------------------------------ sorting
+def sort_by_ratio(p: Array, q: Array) -> tuple[Array, Array, Array]:
+    r"""Sort tokens by :math:`p/q` ascending (``q = 0`` last, stable on ties, like numpy's
+    ``argsort(kind="stable")``). Returns ``(p_sorted, q_sorted, order)``.
+
+    One stable argsort of the ratio key, then two gathers. (A single ``lax.sort`` carrying ``p``,
+    ``q`` and the index as payloads was measured 3.4x slower on an H100: multi-operand sorts do not
+    take the fast key/index path; ``benchmarks/gpu_variants.py``.)
+    """
+    pos = q > 0
+    r = jnp.where(pos, p / jnp.where(pos, q, 1), jnp.inf)
+    order = jnp.argsort(r, axis=-1, stable=True).astype(jnp.int32)
+    ps = jnp.take_along_axis(p, order, axis=-1)
+    qs = jnp.take_along_axis(q, order, axis=-1)
+    return ps, qs, order
+
+
+def prefix_mask(order: Array, k: Array) -> Array:
+    """Boolean mask of the prefix ``order[..., :k]`` in token order (shape of ``order``)."""
+    V = order.shape[-1]
+    in_prefix = lax.broadcasted_iota(jnp.int32, order.shape, order.ndim - 1) < k[..., None]
+    flat_o = order.reshape(-1, V)
+    flat_in = in_prefix.reshape(-1, V)
+    rows = jnp.arange(flat_o.shape[0])[:, None]
+    mask = jnp.zeros(flat_o.shape, dtype=bool).at[rows, flat_o].set(flat_in)
+    return mask.reshape(order.shape)
+
+
+def _finish(chain: Array) -> tuple[Array, Array]:
+    """Prepend k = 0 (value 1) to chain values ``(..., V)``; return (min value, argmin k)."""
+    one = jnp.ones((*chain.shape[:-1], 1), chain.dtype)
+    full = jnp.concatenate([one, chain], axis=-1)
+    k = jnp.argmin(full, axis=-1).astype(jnp.int32)
+    value = jnp.take_along_axis(full, k[..., None], axis=-1)[..., 0]
+    return value, k
+
+
+def _default_compensated(x: Array, compensated: bool | None) -> bool:
+    if compensated is not None:
+        return compensated
+    return jnp.dtype(x.dtype) != jnp.dtype(jnp.float64)
+
+
+# ------------------------------------------------------------------ i.i.d.
+@partial(jax.jit, static_argnames=("n", "compensated"))
+def alpha_iid_with_order(p: Array, q: Array, n: int, compensated: bool | None = None) -> PrefixOut:
+    r""":math:`\alpha^*` for ``n`` i.i.d. drafts, with the raw witness (prefix length and
+    permutation).
+
+    .. math:: \alpha^* = \min_k \bigl[1 + P_k - S_k^n\bigr]
+
+    Parameters
+    ----------
+    p, q
+        Target and draft distributions, shape ``batch + (V,)``, same float dtype.
+    n
+        Number of drafts (static).
+    compensated
+        Compensated prefix sums (default: on for float32/bfloat16, off for float64).
+
+    Returns
+    -------
+    PrefixOut
+        ``(value, k, order)``; :math:`H^* = ` ``order[..., :k]``.
+    """
+    comp = _default_compensated(p, compensated)
+    ps, qs, order = sort_by_ratio(p, q)
+    P = _cumsum(ps, comp)
+    S = jnp.minimum(_cumsum(qs, comp), 1.0)
+    value, k = _finish(1.0 + P - S**n)
+    return PrefixOut(value, k, order)
+
+
+@partial(jax.jit, static_argnames=("n", "compensated"))
+def alpha_iid(p: Array, q: Array, n: int, compensated: bool | None = None) -> tuple[Array, Array]:
+    r""":math:`\alpha^*` for ``n`` i.i.d. drafts and the optimal prefix length :math:`|H^*|`.
+
+    The jit-compiled functional form of ``optimal_acceptance(p, IID(q, n), backend="jax")``:
+    fixed shapes, any leading batch axes, usable inside :func:`jax.jit` / :func:`jax.vmap`. See
+    :func:`alpha_iid_with_order` for the permutation.
+    """
+    out = alpha_iid_with_order(p, q, n, compensated)
+    return out.value, out.k
+
+
+# ------------------------------------------------------------------ without replacement
+#: Trapezoid step in :math:`s = \log t` of the any-``n`` without-replacement quadrature (the rule
+#: converges exponentially; 1/8 and 1/16 agree with the adaptive numpy chain to 2e-15).
+WOR_STEP: float = 1.0 / 8.0
+#: Integration range in :math:`t` (the tail below ``WOR_T_LO`` is :math:`O(t^{m+1})`, ~1e-15).
+WOR_T_LO: float = 1e-5
+#: Upper end of the :math:`t` range: the tail above it is :math:`\lesssim e^{-\rho T}` with
+#: :math:`\rho` the mass outside the top ``n - 1`` tokens, negligible when :math:`\rho \ge`
+#: :data:`WOR_RHO_MIN` (rows below are flagged by :func:`wor_rho`).
+WOR_T_HI: float = 2e4
+#: Rows whose mass outside the top ``n - 1`` tokens is below this are outside the quadrature's
+#: accuracy contract (the numpy path deflates the largest token there).
+WOR_RHO_MIN: float = 1e-2
+
+
+def wor_rho(q: Array, n: int) -> Array:
+    """Mass outside the ``n - 1`` largest entries of each row of ``q`` (summed directly)."""
+    if n <= 1:
+        return jnp.sum(q, axis=-1)
+    top, _ = lax.top_k(q, n - 1)
+    small = jnp.sum(q, axis=-1) - jnp.sum(top, axis=-1)
+    # Recompute as a direct sum of the rest when the difference cancels.
+    thresh = top[..., -1:]
+    direct = jnp.sum(jnp.where(q < thresh, q, 0.0), axis=-1)
+    return jnp.where(small < 1e-3, direct, small)
+
+
+def _cumlogsumexp(x: Array) -> Array:
+    r"""Inclusive :math:`\log \sum_{i \le k} e^{x_i}` along the last axis with one ``cumsum``
+    (shifted by the row maximum). Terms below :math:`e^{\max x}` times the underflow threshold are
+    dropped: an *absolute* error of :math:`10^{-308}` (float64) relative to the largest term, which
+    is what the quadrature needs. (``lax.cumlogsumexp`` lowers to an associative scan on CPU/GPU,
+    much slower to compile and run.)"""
+    M = jnp.max(x, axis=-1, keepdims=True)
+    M = jnp.where(jnp.isfinite(M), M, 0.0)
+    return jnp.log(jnp.cumsum(jnp.exp(x - M), axis=-1)) + M
+
+
+def _wor_quad(qs: Array, n: int, step: float, t_lo: float, t_hi: float) -> Array:
+    r""":math:`\sum_{m=2}^{n-1} G_m(H_k)` for every prefix, by the trapezoidal rule in
+    :math:`s = \log t` of :math:`G_m = \int e^{-t} e_m(c(t))\,dt`, :math:`c_i = e^{q_i t} - 1`.
+
+    The elementary symmetric polynomials along the chain follow
+    :math:`e_m^{(k)} = \sum_{i \le k} c_i e_{m-1}^{(i-1)}` (positive terms only), evaluated in
+    logarithms with :func:`_cumlogsumexp` (no overflow at large ``t``).
+    """
+    J = math.ceil((math.log(t_hi) - math.log(t_lo)) / step)
+    s0 = math.log(t_lo)
+    neg_inf = jnp.full((*qs.shape[:-1], 1), -jnp.inf, qs.dtype)
+
+    def node(j: Array, acc: Array) -> Array:
+        s = s0 + step * j.astype(qs.dtype)
+        t = jnp.exp(s)
+        qt = qs * t
+        big = qt > 1.0
+        safe_small = jnp.where(big, 1.0, qt)
+        safe_big = jnp.where(big, qt, 1.0)
+        logc = jnp.where(
+            big, safe_big + jnp.log(-jnp.expm1(-safe_big)), jnp.log(jnp.expm1(safe_small))
+        )
+        L = _cumlogsumexp(logc)
+        w = jnp.where((j == 0) | (j == J), 0.5, 1.0) * step
+        for _m in range(2, n):
+            shifted = jnp.concatenate([neg_inf, L[..., :-1]], axis=-1)
+            L = _cumlogsumexp(logc + shifted)
+            acc = acc + w * jnp.exp(s - t + L)
+        return acc
+
+    return lax.fori_loop(0, J + 1, node, jnp.zeros_like(qs))
+
+
+def _wor_chain(ps: Array, qs: Array, n: int, comp: bool, step: float, t_hi: float) -> Array:
+    r"""Chain values :math:`1 + P_k - Q(H_k^n)` for sampling without replacement, any ``n``.
+
+    :math:`Q(H^n) = q(H) - \lambda_H \sum_{m=1}^{n-1} G_m(H)` (``docs/theory.md`` section 4;
+    the any-``n`` chain of :mod:`spectheory.solvers.wor`): :math:`\lambda_H` a suffix sum of the
+    sorted ``q`` (never :math:`1 - S_k`), :math:`G_1 = \sum_{i \in H} q_i/(1 - q_i)` with
+    :math:`1 - q_i` the sum of the other entries, :math:`G_{m \ge 2}` by :func:`_wor_quad`.
+    """
+    P = _cumsum(ps, comp)
+    S = _cumsum(qs, comp)
+    if n == 1:
+        return 1.0 + P - S
+    suffix = jnp.flip(_cumsum(jnp.flip(qs, -1), comp), -1)
+    lam = jnp.concatenate([suffix[..., 1:], jnp.zeros_like(suffix[..., :1])], axis=-1)
+    rest = exclusive_sums(qs, comp)
+    pos = qs > 0
+    a = jnp.where(pos, qs / jnp.where(pos, rest, 1), 0.0)
+    G = _cumsum(a, comp)
+    if n >= 3:
+        G = G + _wor_quad(qs, n, step, WOR_T_LO, t_hi)
+    Q = jnp.clip(S - lam * G, 0.0, 1.0)
+    return 1.0 + P - Q
+
+
+@partial(jax.jit, static_argnames=("n", "compensated", "step", "t_hi"))
+def alpha_wor_with_order(
+    p: Array,
+    q: Array,
+    n: int,
+    compensated: bool | None = None,
+    step: float = WOR_STEP,
+    t_hi: float = WOR_T_HI,
+) -> PrefixOut:
+    r""":math:`\alpha^*` for ``n`` drafts sampled without replacement, with the raw witness.
+
+    The prefix chain of the ratio order (the prefix property is [checked] for sampling without
+    replacement, ``docs/theory.md`` section 3) with :math:`Q(H_k^n)` from the closed form
+    (``n <= 2``) or the log-time trapezoid quadrature (``n >= 3``; accurate when the mass outside
+    the top ``n - 1`` tokens is at least :data:`WOR_RHO_MIN`, see :func:`wor_rho`). Returns
+    ``(value, k, order)``.
+    """
+    comp = _default_compensated(p, compensated)
+    ps, qs, order = sort_by_ratio(p, q)
+    value, k = _finish(_wor_chain(ps, qs, n, comp, step, t_hi))
+    return PrefixOut(value, k, order)
+
+
+@partial(jax.jit, static_argnames=("n", "compensated"))
+def alpha_wor(p: Array, q: Array, n: int, compensated: bool | None = None) -> tuple[Array, Array]:
+    """:math:`\alpha^*` and :math:`|H^*|` for ``n`` drafts without replacement (see
+    :func:`alpha_wor_with_order`)."""
+    out = alpha_wor_with_order(p, q, n, compensated)
+    return out.value, out.k
+
+
+# ------------------------------------------------------------------ greedy / hub
+def _fixed_closed_form(p: Array, q: Array, D: Array) -> tuple[Array, Array]:
+    rest = jnp.sum(jnp.where(D, 0.0, q), axis=-1, keepdims=True)
+    qprime = jnp.where(D, 0.0, q / rest)
+    value = jnp.sum(jnp.where(D, p, jnp.minimum(p, qprime)), axis=-1)
+    mask = D | (p < qprime)
+    return value, mask
+
+
+@partial(jax.jit, static_argnames=("n",))
+def alpha_greedy(p: Array, q: Array, n: int) -> tuple[Array, Array]:
+    r""":math:`\alpha^*` and witness mask for greedy drafts (Hu et al., arXiv 2502.18779).
+
+    :math:`D` = top-``(n-1)`` tokens of ``q`` (ties: smaller index first, as
+    :func:`jax.lax.top_k`), and
+    :math:`\alpha^* = p(D) + \sum_{y \notin D} \min\bigl(p(y), q(y)/q(\Omega \setminus D)\bigr)`,
+    :math:`H^* = D \cup \{y : p(y) < q(y)/q(\Omega\setminus D)\}`. No sort: one ``top_k``.
+    """
+    V = q.shape[-1]
+    D = jnp.zeros(q.shape, dtype=bool)
+    if n > 1:
+        _, top = lax.top_k(q, n - 1)
+        D = jnp.any(top[..., :, None] == jnp.arange(V, dtype=top.dtype), axis=-2)
+    return _fixed_closed_form(p, q, D)
+
+
+@jax.jit
+def alpha_hub(p: Array, q: Array) -> tuple[Array, Array]:
+    """:math:`\\alpha^*` and witness mask for the SpecHub law (hub = ``argmax q``, first on ties):
+    the greedy closed form with :math:`D = \\{a\\}`."""
+    V = q.shape[-1]
+    a = jnp.argmax(q, axis=-1)
+    D = a[..., None] == jnp.arange(V, dtype=a.dtype)
+    return _fixed_closed_form(p, q, D)
