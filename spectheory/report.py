@@ -1,0 +1,404 @@
+r"""The main job's report: optimal acceptance, verifier gaps and block efficiency on real positions.
+
+Given per-position target and draft distributions :math:`p_t, q_t` (rows of ``(T, V)`` arrays, e.g.
+from :func:`spectheory.models.collect`), :func:`analyze` computes for every draft scheme
+(i.i.d., without replacement, greedy) and every number of drafts :math:`n`:
+
+* :math:`\alpha^*_t = \min_H [1 + p_t(H) - Q_t(H^n)]` per position (Hu et al., arXiv 2502.18779;
+  SpecTr, arXiv 2310.15141), summarised by its mean and quantiles;
+* the exact acceptance of each registered verifier (:mod:`spectheory.verifiers`) and its gap
+  :math:`\alpha^*(p_t, Q_{\text{rule}}) - \alpha_{\text{rule},t} \ge 0`
+  (via :func:`spectheory.gap`);
+* the expected block efficiency of a chain of :math:`\gamma` draft positions,
+  :math:`\tau = 1 + \sum_{i \le \gamma} \prod_{j \le i} \alpha_{s+j-1}`, averaged over the start
+  positions :math:`s` of the text (teacher forcing: the text itself is the accepted path).
+
+:class:`Analysis` writes JSON, CSV and two PNG plots (:math:`\alpha^*` against :math:`n` per
+scheme; the distribution of per-position gaps). Schemes for which no fast exact method is
+registered at this vocabulary size are reported as unavailable, with the solver's reason, never
+approximated silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validate import SpecTheoryInputError, as_distribution, check_n
+
+__all__ = [
+    "DEFAULT_NS",
+    "DEFAULT_QUANTILES",
+    "DEFAULT_SCHEMES",
+    "Analysis",
+    "analyze",
+    "chain_efficiency",
+]
+
+#: Numbers of drafts reported by default.
+DEFAULT_NS: tuple[int, ...] = (1, 2, 4, 8)
+#: Draft schemes reported by default (names of :func:`spectheory.gap`).
+DEFAULT_SCHEMES: tuple[str, ...] = ("iid", "wor", "greedy")
+#: Quantiles of the per-position summaries.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: Draft chain length for the block efficiency.
+DEFAULT_GAMMA: int = 4
+#: Verifiers reported when registered (as in :func:`spectheory.gap`; ``naive`` is not lossless).
+DEFAULT_VERIFIERS: tuple[str, ...] = ("sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy")
+#: Methods that enumerate tuples or subsets: never used by the report at real vocabulary sizes.
+_EXPLICIT_METHODS = frozenset({"lp", "cvxpy", "subsets", "exact"})
+
+_SCHEME_LABEL = {"iid": "IID", "wor": "WithoutReplacement", "greedy": "Greedy", "hub": "Hub"}
+
+
+def _scheme(name: str, q: np.ndarray, n: int) -> Any:
+    from .schemes import IID, Greedy, Hub, WithoutReplacement
+
+    if name == "iid":
+        return IID(q, n)
+    if name == "wor":
+        return WithoutReplacement(q, n)
+    if name == "greedy":
+        return Greedy(q, n)
+    if name == "hub":
+        return Hub(q)
+    raise SpecTheoryInputError(
+        f"argument 'schemes': unknown scheme {name!r} (known: iid, wor, greedy, hub)"
+    )
+
+
+def chain_efficiency(alpha: np.ndarray, gamma: int) -> float:
+    r"""Mean block efficiency of :math:`\gamma`-position chains along a text.
+
+    .. math::
+
+        \bar\tau = \frac{1}{T - \gamma + 1} \sum_{s=0}^{T-\gamma}
+        \Bigl(1 + \sum_{i=1}^{\gamma} \prod_{j=0}^{i-1} \alpha_{s+j}\Bigr)
+
+    (theory section 7; with :func:`spectheory.blocks.block_efficiency` when that module is
+    present). Fewer than :math:`\gamma` positions use one shorter chain.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    g = min(check_n(gamma, "gamma"), len(a))
+    windows = np.lib.stride_tricks.sliding_window_view(a, g)
+    try:
+        from .blocks import block_efficiency
+    except ImportError:  # pragma: no cover - blocks is part of the package
+
+        def block_efficiency(x: Any) -> Any:
+            return 1.0 + np.cumprod(x, axis=-1).sum(axis=-1)
+
+    return float(np.mean(block_efficiency(np.clip(windows, 0.0, 1.0))))
+
+
+def _stats(x: np.ndarray, quantiles: Sequence[float]) -> dict[str, float]:
+    out = {"mean": float(np.mean(x))}
+    for qq in quantiles:
+        out[f"q{round(100 * qq):02d}"] = float(np.quantile(x, qq))
+    return out
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyze` measured.
+
+    Attributes
+    ----------
+    ns, schemes
+        The numbers of drafts and the scheme names.
+    alpha_star
+        ``(scheme, n)`` -> :math:`\\alpha^*` per position ``(T,)``; missing when unavailable
+        (the reason is in ``notes``).
+    acceptance, gap, scheme_of
+        ``(verifier, n)`` -> acceptance per position, gap per position, and the scheme name whose
+        :math:`\\alpha^*` bounds the verifier.
+    single_draft
+        :math:`\\sum_y \\min(p_t, q_t)` per position.
+    gamma
+        Chain length of the block efficiencies.
+    notes
+        What was skipped or capped and why.
+    meta
+        Provenance (models, text, knobs, sizes, timings).
+    """
+
+    ns: tuple[int, ...]
+    schemes: tuple[str, ...]
+    alpha_star: dict[tuple[str, int], np.ndarray]
+    acceptance: dict[tuple[str, int], np.ndarray]
+    gap: dict[tuple[str, int], np.ndarray]
+    scheme_of: dict[tuple[str, int], str]
+    single_draft: np.ndarray
+    gamma: int = DEFAULT_GAMMA
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    notes: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def positions(self) -> int:
+        return int(self.single_draft.shape[0])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Summary rows: one per (scheme, n) for :math:`\\alpha^*` and one per (verifier, n).
+
+        Keys: ``kind`` (``"alpha*"`` or ``"verifier"``), ``name``, ``scheme``, ``n``, ``mean``,
+        the quantiles, ``gap_mean`` (verifiers), ``block_efficiency``.
+        """
+        out: list[dict[str, Any]] = []
+        qkeys = [f"q{round(100 * q):02d}" for q in self.quantiles]
+        for n in self.ns:
+            for s in self.schemes:
+                a = self.alpha_star.get((s, n))
+                row: dict[str, Any] = {"kind": "alpha*", "name": s, "scheme": s, "n": n}
+                if a is None:
+                    row.update({"mean": math.nan, **dict.fromkeys(qkeys, math.nan),
+                                "gap_mean": math.nan, "block_efficiency": math.nan})
+                else:
+                    row.update(_stats(a, self.quantiles))
+                    row["gap_mean"] = 0.0
+                    row["block_efficiency"] = chain_efficiency(a, self.gamma)
+                out.append(row)
+            for (v, vn), acc in self.acceptance.items():
+                if vn != n:
+                    continue
+                g = self.gap[(v, n)]
+                row = {"kind": "verifier", "name": v, "scheme": self.scheme_of[(v, n)], "n": n}
+                row.update(_stats(acc, self.quantiles))
+                row["gap_mean"] = float(np.mean(g)) if np.all(np.isfinite(g)) else math.nan
+                row["block_efficiency"] = chain_efficiency(acc, self.gamma)
+                out.append(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``meta``, ``summary`` (:meth:`rows`), ``per_position``, ``notes``."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            return x
+
+        per: dict[str, Any] = {
+            "single_draft": self.single_draft.tolist(),
+            "alpha_star": {f"{s}/n={n}": a.tolist() for (s, n), a in self.alpha_star.items()},
+            "acceptance": {f"{v}/n={n}": a.tolist() for (v, n), a in self.acceptance.items()},
+            "gap": {f"{v}/n={n}": a.tolist() for (v, n), a in self.gap.items()},
+        }
+        return {
+            "meta": {**self.meta, "positions": self.positions, "ns": list(self.ns),
+                     "schemes": list(self.schemes), "gamma": self.gamma},
+            "summary": [{k: clean(v) for k, v in r.items()} for r in self.rows()],
+            "per_position": per,
+            "notes": list(self.notes),
+        }
+
+    def write(self, outdir: str | Path, *, plots: bool = True) -> dict[str, Path]:
+        """Write ``report.json``, ``summary.csv`` and (with ``plots``) ``alpha_vs_n.png`` and
+        ``gap_distribution.png`` into ``outdir``; return the paths by kind."""
+        out = Path(outdir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "report.json", "csv": out / "summary.csv"}
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=1, default=str) + "\n")
+        rows = self.rows()
+        with paths["csv"].open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            w.writerows(rows)
+        if plots:
+            paths.update(self.plot(out))
+        return paths
+
+    def plot(self, outdir: str | Path) -> dict[str, Path]:
+        """The two PNG plots (matplotlib, Agg backend)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out = Path(outdir)
+        title = self.meta.get("title", "")
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        colors = {"iid": "C0", "wor": "C1", "greedy": "C2", "hub": "C3"}
+        for s in self.schemes:
+            ns = [n for n in self.ns if (s, n) in self.alpha_star]
+            if not ns:
+                continue
+            a = [self.alpha_star[(s, n)] for n in ns]
+            lo, hi = self.quantiles[0], self.quantiles[-1]
+            ax.plot(ns, [float(np.mean(x)) for x in a], "o-", color=colors.get(s),
+                    label=f"α* {_SCHEME_LABEL.get(s, s)} (mean)")
+            ax.fill_between(ns, [float(np.quantile(x, lo)) for x in a],
+                            [float(np.quantile(x, hi)) for x in a], color=colors.get(s),
+                            alpha=0.06, lw=0)
+        for v in ("rrs", "kseq"):
+            ns = [n for n in self.ns if (v, n) in self.acceptance]
+            if ns:
+                ax.plot(ns, [float(np.mean(self.acceptance[(v, n)])) for n in ns], "x--",
+                        label=f"{v} verifier (mean)", alpha=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(self.ns), [str(n) for n in self.ns])
+        ax.set_xlabel("number of drafts n")
+        ax.set_ylabel(f"acceptance per position (bands: q{round(100 * self.quantiles[0]):02d}"
+                      f"-q{round(100 * self.quantiles[-1]):02d} of α*)")
+        ax.set_title(f"Optimal acceptance α* vs n{': ' + title if title else ''}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        p1 = out / "alpha_vs_n.png"
+        fig.savefig(p1)
+        plt.close(fig)
+
+        panels = [n for n in self.ns if any(k[1] == n for k in self.gap)]
+        fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.2 * max(len(panels), 1), 3.6),
+                                 dpi=110, sharey=True, squeeze=False)
+        for ax, n in zip(axes[0], panels, strict=False):
+            keys = [v for (v, vn) in self.gap if vn == n and np.all(np.isfinite(self.gap[(v, vn)]))]
+            data = [self.gap[(v, n)] for v in keys]
+            if data:
+                ax.boxplot(data, showfliers=True, flierprops={"markersize": 2})
+                ax.set_xticks(range(1, len(keys) + 1), keys, rotation=45, fontsize=7)
+            ax.set_title(f"n = {n}", fontsize=9)
+            ax.grid(alpha=0.3, axis="y")
+        axes[0][0].set_ylabel("per-position gap α*(scheme) − acceptance")
+        fig.suptitle(f"Verifier gaps{': ' + title if title else ''}", fontsize=9)
+        fig.tight_layout()
+        p2 = out / "gap_distribution.png"
+        fig.savefig(p2)
+        plt.close(fig)
+        return {"plot_alpha": p1, "plot_gap": p2}
+
+
+def analyze(
+    p: Any,
+    q: Any,
+    *,
+    ns: Sequence[int] = DEFAULT_NS,
+    schemes: Sequence[str] = DEFAULT_SCHEMES,
+    verifiers: Sequence[str] | None = None,
+    gamma: int = DEFAULT_GAMMA,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    meta: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Analysis:
+    r"""Optimal acceptance, verifier acceptance and gaps, block efficiency, per position.
+
+    Parameters
+    ----------
+    p, q
+        Target and draft distributions, ``(T, V)`` (one row per position) or ``(V,)``.
+    ns
+        Numbers of drafts.
+    schemes
+        Scheme names (``"iid"``, ``"wor"``, ``"greedy"``, ``"hub"``).
+    verifiers
+        Verifier names; default: the standard lossless rules registered in
+        :mod:`spectheory.verifiers` whose exact acceptance is affordable at this size.
+    gamma
+        Chain length for the block efficiency.
+    quantiles
+        Quantiles of the summaries.
+    meta
+        Provenance stored in the report.
+    progress
+        Called with a short description after each unit of work (one per ``n``).
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    ValueError
+        Invalid distributions (naming the argument and row), ``n`` or scheme names.
+    """
+    P = np.atleast_2d(as_distribution(p, "p"))
+    Q = np.atleast_2d(as_distribution(q, "q"))
+    if P.shape != Q.shape:
+        raise SpecTheoryInputError(
+            f"argument 'q': shape {Q.shape} does not match the shape {P.shape} of 'p'"
+        )
+    ns_t = tuple(check_n(n) for n in ns)
+    for s in schemes:
+        if s not in _SCHEME_LABEL:
+            raise SpecTheoryInputError(
+                f"argument 'schemes': unknown scheme {s!r} (known: {', '.join(_SCHEME_LABEL)})"
+            )
+    from . import verifiers as vmod
+    from .api import optimal_acceptance
+    from .solvers import registry
+
+    notes: list[str] = []
+    alpha: dict[tuple[str, int], np.ndarray] = {}
+    acc: dict[tuple[str, int], np.ndarray] = {}
+    gaps: dict[tuple[str, int], np.ndarray] = {}
+    scheme_of: dict[tuple[str, int], str] = {}
+    known = set(vmod.names())
+    for n in ns_t:
+        for s in schemes:
+            if s == "hub" and n != 2:
+                continue
+            sch = _scheme(s, Q, n)
+            try:
+                entry = registry.pick(sch, "auto", "numpy")
+            except ValueError as exc:
+                notes.append(f"alpha*[{s}], n = {n}: no exact method at V = {P.shape[1]} "
+                             f"({_short(exc)})")
+                continue
+            if entry.method in _EXPLICIT_METHODS:
+                notes.append(f"alpha*[{s}], n = {n}: only the explicit {entry.method!r} method "
+                             f"applies, too large at V = {P.shape[1]}; skipped")
+                continue
+            res = optimal_acceptance(P, sch)
+            alpha[(s, n)] = np.atleast_1d(np.asarray(res.value, dtype=np.float64))
+        wanted = list(verifiers) if verifiers is not None else [
+            v for v in DEFAULT_VERIFIERS
+            if v in known and not (v == "spechub" and n != 2) and not (v == "greedy" and n < 2)
+        ]
+        chosen = []
+        for v in wanted:
+            rule = vmod.get(v)()
+            if not rule.exact_feasible(P, Q, n):
+                notes.append(f"verifier {v}, n = {n}: exact acceptance too costly at this size "
+                             "(Monte Carlo via spectheory.gap(..., verifiers=[...])); skipped")
+                continue
+            chosen.append(v)
+        if chosen:
+            from .gap import gap as gap_fn
+
+            # schemes whose alpha* we have already (or know to be unavailable) are not recomputed
+            rep = gap_fn(P, Q, n, verifiers=chosen, schemes=())
+            for v in chosen:
+                s = rep.scheme_of[v]
+                scheme_of[(v, n)] = s
+                acc[(v, n)] = rep.acceptance[v]
+                bound = alpha.get((s, n), rep.alpha_star.get(s))
+                if bound is None:
+                    bound = np.full(P.shape[0], np.nan)
+                gaps[(v, n)] = bound - rep.acceptance[v]
+            notes.extend(f"n = {n}: {m}" for m in rep.notes)
+        if progress is not None:
+            progress(f"n = {n}")
+    return Analysis(
+        ns=ns_t,
+        schemes=tuple(schemes),
+        alpha_star=alpha,
+        acceptance=acc,
+        gap=gaps,
+        scheme_of=scheme_of,
+        single_draft=np.minimum(P, Q).sum(axis=1),
+        gamma=check_n(gamma, "gamma"),
+        quantiles=tuple(float(x) for x in quantiles),
+        notes=list(dict.fromkeys(notes)),
+        meta=dict(meta or {}, V=int(P.shape[1])),
+    )
+
+
+def _short(exc: Exception, limit: int = 140) -> str:
+    msg = str(exc)
+    return msg if len(msg) <= limit else msg[:limit] + "..."
