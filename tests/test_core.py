@@ -148,7 +148,9 @@ def _instance(seed: int, V: int, pk: str, qk: str, scheme_name: str, n: int):
     q = _dist(rng, V, qk)
     if scheme_name == "iid":
         return p, st.IID(q, n)
-    need = n if scheme_name in ("wor", "greedy") else 2
+    need = {"wor": n, "greedy": n, "hub": 2}.get(scheme_name, 0)
+    if need > V:
+        raise AssertionError(f"{scheme_name} with n = {n} needs V >= {need}, got {V}")
     while np.count_nonzero(q) < need:  # these schemes need enough draft support
         q = _dist(rng, V, "dirichlet")
     if scheme_name == "wor":
