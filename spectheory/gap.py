@@ -45,19 +45,9 @@ def _rows(v: Any, P: np.ndarray, Q: np.ndarray, n: int) -> np.ndarray:
 
 
 def _build_scheme(name: str, q: np.ndarray, n: int) -> Any:
-    from .schemes import IID, Greedy, Hub, WithoutReplacement
+    from .schemes import scheme_from_name
 
-    if name == "iid":
-        return IID(q, n)
-    if name == "wor":
-        return WithoutReplacement(q, n)
-    if name == "greedy":
-        return Greedy(q, n)
-    if name == "hub":
-        return Hub(q)
-    raise SpecTheoryInputError(
-        f"argument 'schemes': unknown scheme {name!r} (known: {', '.join(_SCHEMES)})"
-    )
+    return scheme_from_name(name, q, n)
 
 
 @dataclass(frozen=True)

@@ -59,19 +59,9 @@ _SCHEME_LABEL = {"iid": "IID", "wor": "WithoutReplacement", "greedy": "Greedy", 
 
 
 def _scheme(name: str, q: np.ndarray, n: int) -> Any:
-    from .schemes import IID, Greedy, Hub, WithoutReplacement
+    from .schemes import scheme_from_name
 
-    if name == "iid":
-        return IID(q, n)
-    if name == "wor":
-        return WithoutReplacement(q, n)
-    if name == "greedy":
-        return Greedy(q, n)
-    if name == "hub":
-        return Hub(q)
-    raise SpecTheoryInputError(
-        f"argument 'schemes': unknown scheme {name!r} (known: iid, wor, greedy, hub)"
-    )
+    return scheme_from_name(name, q, n)
 
 
 def chain_efficiency(alpha: np.ndarray, gamma: int) -> float:

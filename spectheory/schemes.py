@@ -42,7 +42,11 @@ __all__ = [
     "Scheme",
     "WithoutReplacement",
     "exclusive_sums",
+    "scheme_from_name",
 ]
+
+#: Short names of the single-draft-model schemes, as used by reports and the command line.
+SCHEME_NAMES: tuple[str, ...] = ("iid", "wor", "greedy", "hub")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -719,3 +723,21 @@ class Joint(Scheme):
 
     def __repr__(self) -> str:
         return f"Joint(T={len(self.probs)}, n={self.n}, V={self.V})"
+
+
+def scheme_from_name(name: str, q: Any, n: int) -> Scheme:
+    """Build a single-draft-model scheme from its short name (``SCHEME_NAMES``).
+
+    ``"hub"`` ignores ``n`` (SpecHub always drafts 2 tokens).
+    """
+    if name == "iid":
+        return IID(q, n)
+    if name == "wor":
+        return WithoutReplacement(q, n)
+    if name == "greedy":
+        return Greedy(q, n)
+    if name == "hub":
+        return Hub(q)
+    raise SpecTheoryInputError(
+        f"argument 'schemes': unknown scheme {name!r} (known: {', '.join(SCHEME_NAMES)})"
+    )

@@ -48,9 +48,14 @@ class Verifier(abc.ABC):
     def scheme(self, q: Any, n: int) -> Scheme:
         """The draft scheme this rule verifies (whose alpha* bounds its acceptance)."""
 
-    @abc.abstractmethod
     def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        r"""Exact acceptance probability :math:`\Pr(Y \in \bar x)`."""
+        r"""Exact acceptance probability :math:`\Pr(Y \in \bar x) = \sum_y a(y)`.
+
+        Default: the sum of :meth:`accepted_mass` (a float for one position, ``(B,)`` for a batch).
+        Rules with a cheaper closed form override it.
+        """
+        a = self.accepted_mass(p, q, n).sum(axis=-1)
+        return float(a) if a.ndim == 0 else a
 
     @abc.abstractmethod
     def accepted_mass(self, p: Any, q: Any, n: int) -> np.ndarray:

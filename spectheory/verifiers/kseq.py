@@ -92,10 +92,6 @@ class KSEQ(Verifier):
         rho = np.asarray(rho_star(pv, qv, n))
         return np.minimum(pv, rho[..., None] * qv) if pv.ndim == 2 else np.minimum(pv, rho * qv)
 
-    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        a = self.accepted_mass(p, q, n).sum(axis=-1)
-        return float(a) if a.ndim == 0 else a
-
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:

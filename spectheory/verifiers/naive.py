@@ -45,10 +45,6 @@ class Naive(Verifier):
         factor = sum(reject**i for i in range(n))
         return m * factor
 
-    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        a = self.accepted_mass(p, q, n).sum(axis=-1)
-        return float(a) if a.ndim == 0 else a
-
     def output_law(self, p: Any, q: Any, n: int) -> np.ndarray:
         r"""The exact output law :math:`a(y) + (1-\beta)^{n-1}(p - q)_+(y)` (not :math:`p`)."""
         pv, qv = validate_pair(p, q)

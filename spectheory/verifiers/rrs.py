@@ -97,10 +97,6 @@ class RRS(Verifier):
             alive = alive * reject
         return a
 
-    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        a = self.accepted_mass(p, q, n).sum(axis=-1)
-        return float(a) if a.ndim == 0 else a
-
     # ---------------------------------------------------------------- sampler
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator

@@ -157,10 +157,6 @@ class RRSWithoutReplacement(Verifier):
                 out[b] = _exact_row(P[b], Q[b], n)
         return out if pv.ndim == 2 else out[0]
 
-    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        a = self.accepted_mass(p, q, n).sum(axis=-1)
-        return float(a) if a.ndim == 0 else a
-
     def acceptance_mc(
         self,
         p: Any,

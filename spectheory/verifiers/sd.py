@@ -110,10 +110,6 @@ class SD(Verifier):
         pv, qv = validate_pair(p, q)
         return np.minimum(pv, qv)
 
-    def acceptance(self, p: Any, q: Any, n: int) -> float | np.ndarray:
-        a = self.accepted_mass(p, q, n).sum(axis=-1)
-        return float(a) if a.ndim == 0 else a
-
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
