@@ -254,8 +254,9 @@ def optimal_acceptance_expr(
         An assumed ascending order of the ratios :math:`p(y)/q(y)` (token ids). The result is then
         the minimum over the :math:`V + 1` prefix sets :math:`H_k` of that order:
         :math:`\min_k [1 + P_k - Q(H_k^n)]` -- the sorted-prefix theorem, proved for i.i.d. drafts
-        (Hu et al., arXiv 2502.18779) and for sampling without replacement (docs/without_replacement.md, section 6). Not accepted
-        for ``"independent"`` (no ratio order is exact there) nor ``"greedy"`` (closed form).
+        (Hu et al., arXiv 2502.18779) and for sampling without replacement
+        (docs/without_replacement.md, section 6). Not accepted for ``"independent"`` (no ratio
+        order is exact there) nor ``"greedy"`` (closed form).
     fixed
         Greedy only: the fixed drafts :math:`D` (see :func:`prob_all_in_expr`).
     simplify
