@@ -51,7 +51,7 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 #: Draft chain length for the block efficiency.
 DEFAULT_GAMMA: int = 4
 #: Verifiers reported when registered (as in :func:`spectheory.gap`; ``naive`` is not lossless).
-DEFAULT_VERIFIERS: tuple[str, ...] = ("sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy")
+DEFAULT_VERIFIERS: tuple[str, ...] = ("sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy", "optimal")
 #: Methods that enumerate tuples or subsets: never used by the report at real vocabulary sizes.
 _EXPLICIT_METHODS = frozenset({"lp", "cvxpy", "subsets", "exact"})
 
