@@ -250,8 +250,9 @@ def test_independent_matches_subsets() -> None:
     np.testing.assert_allclose(r.value, exact.value, rtol=0, atol=F64_ATOL)
     assert np.all(r.info["lower"] <= exact.value + F64_ATOL)
     np.testing.assert_allclose(r.info["gap"], r.value - r.info["lower"], rtol=0, atol=1e-15)
-    expected = st.Status.OPTIMAL if np.all(r.info["gap"] <= CERT_GAP_TOL) else st.Status.INACCURATE
-    assert r.status is expected
+    # Pairwise Frank--Wolfe + Wolfe minor steps closes the certificate on these instances.
+    assert np.all(r.info["gap"] <= CERT_GAP_TOL)
+    assert r.status is st.Status.OPTIMAL
 
 
 @settings(max_examples=8)

@@ -288,7 +288,13 @@ def solve_lovasz(
     qs = np.stack([np.broadcast_to(np.atleast_2d(q), (B, V)) for q in scheme.qs], axis=1)
     devs = _devices(shard, devices)
     ndev = len(devs) if devs else 1
-    rows = _chunk_rows(B, V * (scheme.n + 1), 8, chunk_rows, max_chunk_bytes, ndev)
+    from .submodular import ACTIVE_SET_SIZE
+
+    # Per row: the work arrays of the n + 1 inputs plus the Frank-Wolfe atom buffer
+    # (min(V + 1, ACTIVE_SET_SIZE) vertices of length V), all float64.
+    atoms = min(V + 1, ACTIVE_SET_SIZE) * V
+    per_row = V * (scheme.n + 1) + -(-atoms // WORK_ARRAYS)
+    rows = _chunk_rows(B, per_row, 8, chunk_rows, max_chunk_bytes, ndev)
 
     def fn(pc: Any, qc: Any) -> tuple[Any, ...]:
         out = alpha_independent(pc, qc, max_iter=int(max_iter), tol=float(tol))
