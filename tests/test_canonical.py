@@ -13,6 +13,7 @@ from fractions import Fraction as F
 
 import numpy as np
 import pytest
+from instances import random_pair
 
 import spectheory as st
 from spectheory import canonical as cn
@@ -28,17 +29,7 @@ Q_EX = np.array([0.2, 0.3, 0.5])
 
 
 def _random_pair(rng: np.random.Generator, V: int) -> tuple[np.ndarray, np.ndarray]:
-    p = rng.dirichlet(np.full(V, 0.8))
-    q = rng.dirichlet(np.full(V, 0.8))
-    if rng.random() < 0.3:
-        p[rng.integers(V)] = 0.0
-        p /= p.sum()
-    if rng.random() < 0.3:
-        k = int(rng.integers(V))
-        if q.sum() - q[k] > 0:
-            q[k] = 0.0
-            q /= q.sum()
-    return p, q
+    return random_pair(rng, V, 0.8)
 
 
 def _schemes(rng: np.random.Generator, q: np.ndarray) -> list[st.Scheme]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from instances import random_pair
 
 import spectheory as st
 from spectheory import verifiers
@@ -26,17 +27,7 @@ Q_EX = np.array([0.2, 0.3, 0.5])
 
 
 def _pair(rng: np.random.Generator, V: int) -> tuple[np.ndarray, np.ndarray]:
-    p = rng.dirichlet(np.full(V, 0.6))
-    q = rng.dirichlet(np.full(V, 0.6))
-    if rng.random() < 0.3:
-        p[rng.integers(V)] = 0.0
-        p /= p.sum()
-    if rng.random() < 0.3:
-        k = int(rng.integers(V))
-        if q.sum() - q[k] > 0:
-            q[k] = 0.0
-            q /= q.sum()
-    return p, q
+    return random_pair(rng, V, 0.6)
 
 
 def test_registered() -> None:
