@@ -139,6 +139,16 @@ class Result:
     duals: Duals | tuple[Duals, ...] | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_rows(
+        cls, value: np.ndarray, witness: np.ndarray, *, single: bool, **fields: Any
+    ) -> Result:
+        """Build a result from per-row arrays ``value (B,)`` and ``witness (B, V)``; with
+        ``single`` the one row is returned as a float and a ``(V,)`` mask."""
+        if single:
+            return cls(value=float(value[0]), witness=witness[0], **fields)
+        return cls(value=value, witness=witness, **fields)
+
     @property
     def converged(self) -> bool:
         """True when the status is :attr:`Status.OPTIMAL`."""

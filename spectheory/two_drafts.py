@@ -201,9 +201,10 @@ def optimal_acceptance(p: Any, q: Any, *, normalize: bool = False) -> Result:
         mask[0, exact_S] = True
         value = np.array([float(exact_val)])
     info["time_s"] = time.perf_counter() - t0
-    return Result(
-        value=float(value[0]) if single else value,
-        witness=mask[0] if single else mask,
+    return Result.from_rows(
+        value,
+        mask,
+        single=single,
         status=Status.OPTIMAL,
         method="two_drafts",
         scheme="iid",

@@ -126,9 +126,10 @@ def solve_prefix(p: np.ndarray, scheme: Scheme) -> Result:
                 "error_bound bounds |value - exact|)"
             )
     info["time_s"] = time.perf_counter() - t0
-    return Result(
-        value=float(value[0]) if single else value,
-        witness=mask[0] if single else mask,
+    return Result.from_rows(
+        value,
+        mask,
+        single=single,
         status=Status.OPTIMAL,
         method="prefix",
         scheme=scheme.name,

@@ -400,9 +400,10 @@ def solve_submodular(
             "(a convex combination of greedy vertices; Edmonds' min-max theorem)"
         ),
     }
-    return Result(
-        value=float(values[0]) if single else values,
-        witness=witness[0] if single else witness,
+    return Result.from_rows(
+        values,
+        witness,
+        single=single,
         status=Status.OPTIMAL if all(statuses) else Status.INACCURATE,
         method="submodular",
         scheme=scheme.name,

@@ -40,9 +40,10 @@ def solve_subsets(p: np.ndarray, scheme: Scheme) -> Result:
         k = int(np.argmin(vals))
         values[b] = vals[k]
         witness[b] = M[k]
-    return Result(
-        value=float(values[0]) if single else values,
-        witness=witness[0] if single else witness,
+    return Result.from_rows(
+        values,
+        witness,
+        single=single,
         status=Status.OPTIMAL,
         method="subsets",
         scheme=scheme.name,

@@ -249,9 +249,10 @@ def solve_prefix(
         if return_order:
             info["order"] = outs[3][0] if single else outs[3]
     info["time_s"] = time.perf_counter() - t0
-    return Result(
-        value=float(value[0]) if single else value,
-        witness=mask[0] if single else mask,
+    return Result.from_rows(
+        value,
+        mask,
+        single=single,
         status=Status.OPTIMAL,
         method="prefix",
         scheme=scheme.name,
