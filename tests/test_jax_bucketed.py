@@ -267,3 +267,83 @@ def test_default_capacity() -> None:
     assert default_capacity(20000) == 1250
     assert default_capacity(500) == 500
     assert default_mantissa_bits(16384) == 4 and default_mantissa_bits(131072) == 6
+
+
+#: Largest constant array (elements) the compiled bucketed graph may embed. The per-bucket lower
+#: bounds are built from iota arithmetic, so only scalars and tiny index vectors remain; a large
+#: constant is what XLA's GPU pipeline folded for minutes at B = 1024 (docs/jax.md).
+MAX_CONSTANT_ELEMENTS = 64
+
+
+@pytest.mark.parametrize("m", [0, 3, 6])
+def test_lower_bounds_equal_numpy(m: int) -> None:
+    """The in-graph bucket lower bounds are the numpy ones (fastprefix._bucket_lower) times the
+    extra safety factor, bit for bit in float64."""
+    from spectheory.solvers.fastprefix import _bucket_lower
+    from spectheory.solvers.jax_backend.bucketed import _LOWER_SAFETY, _lower
+
+    with x64():
+        got = np.asarray(jax.jit(_lower, static_argnums=(0, 1))(m, jnp.float64))
+    want = np.asarray(_bucket_lower(m), dtype=np.float64) * _LOWER_SAFETY
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_compiled_graph_has_no_large_constants(split: bool) -> None:
+    """No materialised (B, M) or (M,) constant in the optimised HLO, with split sums or without
+    (without: no zero 'lo' arrays whose cumulative sums XLA would constant-fold)."""
+    import re
+
+    spec = jax.ShapeDtypeStruct((16, 8192), jnp.float32)
+    text = alpha_iid_bucketed.lower(spec, spec, 4, split_sums=split).compile().as_text()
+    sizes = []
+    for shape in re.findall(r"= [a-z0-9]+\[([0-9,]*)\][^ ]* constant\(", text):
+        dims = [int(d) for d in shape.split(",") if d]
+        sizes.append(int(np.prod(dims)) if dims else 1)
+    assert sizes, "expected at least the scalar constants in the HLO text"
+    assert max(sizes) <= MAX_CONSTANT_ELEMENTS, sorted(sizes)[-5:]
+
+
+@pytest.mark.parametrize("capacity", [None, 1])
+@pytest.mark.parametrize("n", [1, 4])
+def test_mask_is_the_prefix_of_the_stable_order(capacity: int | None, n: int) -> None:
+    """alpha_iid_bucketed_mask's witness is exactly the first k tokens of the stable ratio order
+    (core.prefix_mask of the full sort), on the fast path and on the forced fallback
+    (capacity=1), with ties from quantised ratios included."""
+    from spectheory.solvers.jax_backend.bucketed import alpha_iid_bucketed_mask
+
+    p, q = _pair(11, 6, 3000)
+    p[0] = np.round(p[0] * 64) / 64 + 1e-9  # many equal ratios in row 0
+    p[0] /= p[0].sum()
+    with x64():
+        value, k, mask = alpha_iid_bucketed_mask(
+            jnp.asarray(p), jnp.asarray(q), n, capacity=capacity
+        )
+        full = core.alpha_iid_with_order(jnp.asarray(p), jnp.asarray(q), n)
+        want = np.asarray(core.prefix_mask(full.order, jnp.asarray(k)))
+    mask = np.asarray(mask)
+    assert mask.shape == p.shape
+    assert np.array_equal(mask.sum(axis=-1), np.asarray(k))
+    assert np.array_equal(mask, want)
+    chain = _chain_at(p, q, n, np.asarray(k))
+    assert np.max(np.abs(np.asarray(value) - chain)) <= F64_ATOL
+    # The mask's own objective value is the reported value.
+    own = 1.0 + (p * mask).sum(-1) - np.minimum((q * mask).sum(-1), 1.0) ** n
+    assert np.max(np.abs(own - np.asarray(value))) <= F64_ATOL
+
+
+def test_solve_prefix_iid_methods_agree() -> None:
+    """optimal_acceptance(backend="jax") gives the same value and witness with the sort and the
+    bucketed i.i.d. path, and says which one ran."""
+    from spectheory import IID, optimal_acceptance
+
+    p, q = _pair(5, 4, 5000)
+    r_sort = optimal_acceptance(p, IID(q, 3), backend="jax", iid_method="sort")
+    r_buck = optimal_acceptance(p, IID(q, 3), backend="jax", iid_method="bucketed")
+    assert r_sort.info["iid_method"] == "sort"
+    assert r_buck.info["iid_method"] == "bucketed"
+    assert np.max(np.abs(np.asarray(r_sort.value) - np.asarray(r_buck.value))) <= F64_ATOL
+    assert np.array_equal(np.asarray(r_sort.witness), np.asarray(r_buck.witness))
+    with pytest.raises(ValueError, match="iid_method"):
+        optimal_acceptance(p, IID(q, 3), backend="jax", iid_method="heap")

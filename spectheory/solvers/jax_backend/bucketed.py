@@ -44,7 +44,6 @@ both are minimisers).
 
 from __future__ import annotations
 
-import functools
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -53,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..fastprefix import _bucket_lower, bucket_mantissa_bits
+from ..fastprefix import _FLT_MAX, _LOWER_FACTOR, bucket_mantissa_bits
 from . import core
 
 __all__ = [
@@ -61,6 +60,7 @@ __all__ = [
     "BucketedOut",
     "alpha_iid_bucketed",
     "alpha_iid_bucketed_info",
+    "alpha_iid_bucketed_mask",
     "default_capacity",
     "default_mantissa_bits",
 ]
@@ -118,11 +118,23 @@ def default_mantissa_bits(V: int) -> int:
     return max(4, bucket_mantissa_bits(V))
 
 
-@functools.lru_cache(maxsize=16)
-def _lower_np(m: int) -> np.ndarray:
-    lo = np.array(_bucket_lower(m), dtype=np.float64) * _LOWER_SAFETY
-    lo.flags.writeable = False
-    return lo
+def _lower(m: int, dtype: Any) -> Array:
+    r"""Lower bounds :math:`\ell_j` of the ratios in each bucket, shape ``(2^{8+m},)``.
+
+    The same numbers as :func:`spectheory.solvers.fastprefix._bucket_lower` (times
+    ``_LOWER_SAFETY``), but computed *inside* the traced function from ``lax.iota`` and a bitcast
+    rather than embedded as a constant array: XLA's GPU pipeline constant-folds large constant
+    operands of reductions, which made compiling the bucketed graph take minutes at
+    ``B = 1024`` (H100, ``docs/jax.md``). ``tests/test_jax_bucketed.py`` checks both that the
+    values equal the numpy bounds and that the compiled graph holds no large constant.
+    """
+    M = 1 << (8 + m)
+    j = lax.iota(jnp.uint32, M)
+    starts = lax.bitcast_convert_type(j << np.uint32(23 - m), jnp.float32).astype(dtype)
+    expo = j >> np.uint32(m)
+    factor = _LOWER_FACTOR * _LOWER_SAFETY
+    lo = jnp.where(expo == 255, jnp.asarray(_FLT_MAX, dtype), starts) * jnp.asarray(factor, dtype)
+    return jnp.where(expo == 0, jnp.zeros((), dtype), lo)
 
 
 def _ratio(p: Array, q: Array) -> Array:
@@ -139,11 +151,12 @@ def _key(r: Array, m: int) -> Array:
 
 def _bucket_sums(
     p: Array, q: Array, key: Array, M: int, split: bool
-) -> tuple[Array, Array, Array, Array]:
+) -> tuple[Array, Array | None, Array, Array | None]:
     """Per-row bucket sums of ``p`` and ``q`` as ``(p_hi, p_lo, q_hi, q_lo)`` in one scatter-add
-    (columns stacked); with ``split`` (float32) the ``hi`` sums are exact, else ``lo`` is zero."""
+    (columns stacked); with ``split`` (float32) the ``hi`` sums are exact, else the ``lo`` parts
+    are ``None`` (no zero arrays: a reduction of a constant is what XLA folds slowly)."""
     B = p.shape[0]
-    rows = jnp.arange(B, dtype=jnp.int32)[:, None]
+    rows = lax.broadcasted_iota(jnp.int32, (B, 1), 0)
     if split:
         p_hi = jnp.round(p * _SPLIT_SCALE) * (1.0 / _SPLIT_SCALE)
         q_hi = jnp.round(q * _SPLIT_SCALE) * (1.0 / _SPLIT_SCALE)
@@ -154,8 +167,17 @@ def _bucket_sums(
     sums = jnp.zeros((B, M, len(cols)), p.dtype).at[rows, key].add(upd)
     if split:
         return sums[..., 0], sums[..., 1], sums[..., 2], sums[..., 3]
-    zero = jnp.zeros((B, M), p.dtype)
-    return sums[..., 0], zero, sums[..., 1], zero
+    return sums[..., 0], None, sums[..., 1], None
+
+
+def _plus(hi: Array, lo: Array | None) -> Array:
+    return hi if lo is None else hi + lo
+
+
+def _cum2(hi: Array, lo: Array | None) -> Array:
+    """Inclusive cumulative sum of a ``hi + lo`` pair (``lo`` may be absent)."""
+    c = jnp.cumsum(hi, axis=-1)
+    return c if lo is None else c + jnp.cumsum(lo, axis=-1)
 
 
 def _excl(x: Array) -> Array:
@@ -164,17 +186,23 @@ def _excl(x: Array) -> Array:
     return jnp.concatenate([jnp.zeros_like(c[..., :1]), c[..., :-1]], axis=-1)
 
 
-def _add_prefix(base_hi: Array, base_lo: Array, ks: Array, x: Array, comp: bool) -> Array:
+def _add_prefix(
+    base_hi: Array, base_lo: Array | None, ks: Array, x: Array, comp: bool
+) -> Array:
     """``base[ks] + cumsum(x)`` with the large parts added first and the small parts together,
     so the result is rounded about once (as the core's compensated ``hi + lo``)."""
     b_hi = jnp.take_along_axis(base_hi, ks, axis=-1)
-    b_lo = jnp.take_along_axis(base_lo, ks, axis=-1)
     if comp:
         c_hi, c_lo = core.cumsum_compensated(x)
     else:
-        c_hi, c_lo = jnp.cumsum(x, axis=-1), jnp.zeros_like(x)
+        c_hi, c_lo = jnp.cumsum(x, axis=-1), None
     s, e = core._two_sum(b_hi, c_hi)
-    return s + (e + (b_lo + c_lo))
+    small = e
+    if base_lo is not None:
+        small = small + jnp.take_along_axis(base_lo, ks, axis=-1)
+    if c_lo is not None:
+        small = small + c_lo
+    return s + small
 
 
 def _pow_n(S: Array, n: int) -> Array:
@@ -182,8 +210,8 @@ def _pow_n(S: Array, n: int) -> Array:
 
 
 def _bucketed_2d(
-    p: Array, q: Array, n: int, m: int, C: int, comp: bool, split: bool
-) -> tuple[Array, Array, Array, Array]:
+    p: Array, q: Array, n: int, m: int, C: int, comp: bool, split: bool, with_mask: bool = False
+) -> tuple[Array, Array, Array, Array, Array | None]:
     B, V = p.shape
     M = 1 << (8 + m)
     dt = p.dtype
@@ -194,11 +222,11 @@ def _bucketed_2d(
     r = _ratio(p, q)
     key = _key(r, m)
     bp_hi, bp_lo, bq_hi, bq_lo = _bucket_sums(p, q, key, M, split)
-    bq = bq_hi + bq_lo
+    bq = _plus(bq_hi, bq_lo)
     # Cumulative sums of the hi parts are exact (float32) or plain float64; lo parts are tiny.
-    Pc = jnp.cumsum(bp_hi, axis=-1) + jnp.cumsum(bp_lo, axis=-1)
-    Sc = jnp.cumsum(bq_hi, axis=-1) + jnp.cumsum(bq_lo, axis=-1)
-    Pb = _excl(bp_hi) + _excl(bp_lo)
+    Pc = _cum2(bp_hi, bp_lo)
+    Sc = _cum2(bq_hi, bq_lo)
+    Pb = _excl(bp_hi) if bp_lo is None else _excl(bp_hi) + _excl(bp_lo)
     Sn = _pow_n(Sc, n)
     fend = 1.0 + Pc - Sn
     jbest = jnp.argmin(fend, axis=-1).astype(jnp.int32)
@@ -206,7 +234,7 @@ def _bucketed_2d(
     best = jnp.minimum(fbnd, 1.0)
 
     # 3. candidate buckets.
-    lower = jnp.asarray(_lower_np(m), dtype=dt)
+    lower = _lower(m, dt)
     lb = 1.0 + Pb + lower[None, :] * bq - Sn
     cand = (bq > 0) & (lb < (best + slack)[:, None])
     cand_tok = jnp.take_along_axis(cand, key, axis=-1)
@@ -217,8 +245,8 @@ def _bucketed_2d(
     count = jnp.sum(ct, axis=-1)
     overflow = jnp.any(count > C)
 
-    def fast(_: None) -> tuple[Array, Array]:
-        rows = jnp.arange(B, dtype=jnp.int32)[:, None]
+    def fast(_: None) -> tuple[Array, Array, Array | None]:
+        rows = lax.broadcasted_iota(jnp.int32, (B, 1), 0)
         tgt = jnp.where(cand_tok, pos, C)
         tok = lax.broadcasted_iota(jnp.int32, (B, V), 1)
         buf = jnp.zeros((B, C), jnp.int32).at[rows, tgt].set(tok, mode="drop")
@@ -232,8 +260,11 @@ def _bucketed_2d(
         qs = jnp.take_along_axis(qb, o, axis=-1)
         ks = _key(jnp.take_along_axis(rb, o, axis=-1), m)
         # Mass of the non-candidate buckets before each bucket.
-        nc_p_hi, nc_p_lo = _excl(jnp.where(cand, 0.0, bp_hi)), _excl(jnp.where(cand, 0.0, bp_lo))
-        nc_q_hi, nc_q_lo = _excl(jnp.where(cand, 0.0, bq_hi)), _excl(jnp.where(cand, 0.0, bq_lo))
+        def nc(x: Array | None) -> Array | None:
+            return None if x is None else _excl(jnp.where(cand, 0.0, x))
+
+        nc_p_hi, nc_p_lo = nc(bp_hi), nc(bp_lo)
+        nc_q_hi, nc_q_lo = nc(bq_hi), nc(bq_lo)
         P = _add_prefix(nc_p_hi, nc_p_lo, ks, ps, comp)
         S = _add_prefix(nc_q_hi, nc_q_lo, ks, qs, comp)
         vals = jnp.where(valid, 1.0 + P - _pow_n(S, n), jnp.inf)
@@ -245,14 +276,46 @@ def _bucketed_2d(
         thr = jnp.where(use, jt, jnp.where(fbnd < 1.0, jbest + 1, 0))
         counted = (key < thr[:, None]) & ~(use[:, None] & cand_tok)
         k = jnp.sum(counted, axis=-1, dtype=jnp.int32) + jnp.where(use, t + 1, 0)
-        return value.astype(dt), k.astype(jnp.int32)
+        mask = None
+        if with_mask:
+            # The first t + 1 buffer tokens in ratio order join the counted tokens.
+            sel = use[:, None] & (lax.broadcasted_iota(jnp.int32, (B, C), 1) <= t[:, None])
+            tok_sorted = jnp.take_along_axis(buf, o, axis=-1)
+            mask = counted.at[rows, tok_sorted].max(sel)
+        return value.astype(dt), k.astype(jnp.int32), mask
 
-    def full(_: None) -> tuple[Array, Array]:
+    def full(_: None) -> tuple[Array, Array, Array | None]:
+        if with_mask:
+            out = core.alpha_iid_with_order(p, q, n, comp)
+            mask = core.prefix_mask(out.order, out.k)
+            return out.value.astype(dt), out.k.astype(jnp.int32), mask
         value, k = core.alpha_iid(p, q, n, comp)
-        return value.astype(dt), k.astype(jnp.int32)
+        return value.astype(dt), k.astype(jnp.int32), None
 
-    value, k = lax.cond(overflow, full, fast, None)
-    return value, k, count.astype(jnp.int32), overflow
+    value, k, mask = lax.cond(overflow, full, fast, None)
+    return value, k, count.astype(jnp.int32), overflow, mask
+
+
+def _check_args(
+    p: Array, q: Array, n: int, capacity: int | None, mantissa_bits: int | None
+) -> tuple[int, int]:
+    """Validate the arguments shared by the public functions; return ``(capacity, m)``."""
+    if int(n) < 1:
+        raise ValueError(f"argument 'n': number of drafts must be >= 1, got {n}")
+    if p.shape != q.shape:
+        raise ValueError(
+            f"arguments 'p', 'q': shapes differ ({tuple(p.shape)} vs {tuple(q.shape)})"
+        )
+    if p.ndim < 1 or p.shape[-1] < 1:
+        raise ValueError(f"argument 'p': needs a non-empty last (vocabulary) axis, got {p.shape}")
+    V = p.shape[-1]
+    C = default_capacity(V) if capacity is None else int(capacity)
+    if not 1 <= C <= V:
+        raise ValueError(f"argument 'capacity': must be in 1..{V} (the vocabulary size), got {C}")
+    m = default_mantissa_bits(V) if mantissa_bits is None else int(mantissa_bits)
+    if not 0 <= m <= 15:
+        raise ValueError(f"argument 'mantissa_bits': must be in 0..15, got {m}")
+    return C, m
 
 
 _STATIC = ("n", "capacity", "mantissa_bits", "compensated", "split_sums")
@@ -297,21 +360,8 @@ def alpha_iid_bucketed_info(
     BucketedOut
         ``(value, k, num_candidates, overflow)``.
     """
-    if int(n) < 1:
-        raise ValueError(f"argument 'n': number of drafts must be >= 1, got {n}")
-    if p.shape != q.shape:
-        raise ValueError(
-            f"arguments 'p', 'q': shapes differ ({tuple(p.shape)} vs {tuple(q.shape)})"
-        )
-    if p.ndim < 1 or p.shape[-1] < 1:
-        raise ValueError(f"argument 'p': needs a non-empty last (vocabulary) axis, got {p.shape}")
+    C, m = _check_args(p, q, n, capacity, mantissa_bits)
     V = p.shape[-1]
-    C = default_capacity(V) if capacity is None else int(capacity)
-    if not 1 <= C <= V:
-        raise ValueError(f"argument 'capacity': must be in 1..{V} (the vocabulary size), got {C}")
-    m = default_mantissa_bits(V) if mantissa_bits is None else int(mantissa_bits)
-    if not 0 <= m <= 15:
-        raise ValueError(f"argument 'mantissa_bits': must be in 0..15, got {m}")
     comp = core._default_compensated(p, compensated)
     if split_sums is None:
         split = jnp.dtype(p.dtype) != jnp.dtype(jnp.float64)
@@ -320,10 +370,39 @@ def alpha_iid_bucketed_info(
     batch = p.shape[:-1]
     p2 = jnp.reshape(p, (-1, V))
     q2 = jnp.reshape(q, (-1, V)).astype(p2.dtype)
-    value, k, count, overflow = _bucketed_2d(p2, q2, int(n), m, C, comp, split)
+    value, k, count, overflow, _ = _bucketed_2d(p2, q2, int(n), m, C, comp, split)
     return BucketedOut(
         value.reshape(batch), k.reshape(batch), count.reshape(batch), overflow
     )
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def alpha_iid_bucketed_mask(
+    p: Array,
+    q: Array,
+    n: int,
+    capacity: int | None = None,
+    mantissa_bits: int | None = None,
+    compensated: bool | None = None,
+    split_sums: bool | None = None,
+) -> tuple[Array, Array, Array]:
+    r"""``(value, k, mask)``: :func:`alpha_iid_bucketed` plus the witness :math:`H^*` as a
+    boolean mask of shape ``batch + (V,)`` (the first ``k`` tokens of the stable ratio order),
+    still without sorting the whole vocabulary: tokens of non-candidate buckets below the
+    threshold bucket, plus the first buffer tokens in ratio order (one scatter of the buffer).
+    This is what ``optimal_acceptance(..., backend="jax", iid_method="bucketed")`` calls.
+    """
+    C, m = _check_args(p, q, n, capacity, mantissa_bits)
+    V = p.shape[-1]
+    comp = core._default_compensated(p, compensated)
+    split = (
+        jnp.dtype(p.dtype) != jnp.dtype(jnp.float64) if split_sums is None else bool(split_sums)
+    )
+    batch = p.shape[:-1]
+    p2 = jnp.reshape(p, (-1, V))
+    q2 = jnp.reshape(q, (-1, V)).astype(p2.dtype)
+    value, k, _, _, mask = _bucketed_2d(p2, q2, int(n), m, C, comp, split, with_mask=True)
+    return value.reshape(batch), k.reshape(batch), mask.reshape((*batch, V))
 
 
 @partial(jax.jit, static_argnames=_STATIC)

@@ -171,6 +171,7 @@ def solve_prefix(
     devices: Any = None,
     return_order: bool = False,
     compensated: bool | None = None,
+    iid_method: str = "auto",
 ) -> Result:
     r"""Batched :math:`\alpha^*` for IID, Greedy, Hub and WithoutReplacement (any ``n``) on JAX.
 
@@ -194,6 +195,13 @@ def solve_prefix(
         Put the ratio permutation ``(B, V)`` in ``info["order"]`` (prefix schemes).
     compensated
         Compensated prefix sums (default: on for float32).
+    iid_method
+        I.i.d. drafts only: ``"sort"`` (argsort of the ratios, :func:`.core.alpha_iid`),
+        ``"bucketed"`` (sort-free, :func:`.bucketed.alpha_iid_bucketed_mask`: same value and
+        witness, sorts only the candidate buckets) or ``"auto"`` (default): bucketed on CPU,
+        where it measured 6-13x faster at ``V = 131072``, and the sort elsewhere until the
+        bucketed path has been timed on that device (``docs/jax.md``). ``return_order=True``
+        always sorts (the permutation is the output). ``info["iid_method"]`` says which ran.
 
     Returns
     -------
@@ -211,8 +219,21 @@ def solve_prefix(
     rows = _chunk_rows(B, V, dt.itemsize, chunk_rows, max_chunk_bytes, ndev)
     n = scheme.n
     is_prefix = not isinstance(scheme, (Greedy, Hub))
+    if iid_method not in ("auto", "sort", "bucketed"):
+        raise ValueError(
+            f"argument 'iid_method': expected 'auto', 'sort' or 'bucketed', got {iid_method!r}"
+        )
+    platform = str(jax.local_devices()[0].platform)
+    if iid_method == "auto":
+        iid_method = "bucketed" if platform == "cpu" else "sort"
+    bucketed_iid = isinstance(scheme, IID) and iid_method == "bucketed" and not return_order
 
     def fn(pc: Any, qc: Any) -> tuple[Any, ...]:
+        if bucketed_iid:
+            from .bucketed import alpha_iid_bucketed_mask
+
+            value, k, mask = alpha_iid_bucketed_mask(pc, qc, n, compensated=compensated)
+            return value, mask, k
         if isinstance(scheme, Hub):
             return core.alpha_hub(pc, qc)
         if isinstance(scheme, Greedy):
@@ -241,6 +262,8 @@ def solve_prefix(
         "device": device,
         "jax_version": jax.__version__,
     }
+    if isinstance(scheme, IID):
+        info["iid_method"] = "bucketed" if bucketed_iid else "sort"
     if fallback_rows:
         info["numpy_fallback_rows"] = fallback_rows
     if is_prefix:
