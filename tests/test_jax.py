@@ -21,7 +21,11 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
 from spectheory.solvers.jax_backend import core  # noqa: E402
-from spectheory.solvers.jax_backend.solve import FLOAT32_ERROR_BOUND, x64  # noqa: E402
+from spectheory.solvers.jax_backend.solve import (  # noqa: E402
+    FLOAT32_ERROR_BOUND,
+    FLOAT32_IID_ERROR_BOUND,
+    x64,
+)
 
 #: numpy vs JAX agreement in float64 (the issue's contract).
 F64_ATOL = 1e-12
@@ -164,17 +168,18 @@ def test_compensated_cumsum_accuracy() -> None:
     assert err * 1e3 <= np.max(np.abs(plain.astype(np.float64) - exact))
 
 
-@pytest.mark.parametrize("n", [2, 8])
+@pytest.mark.parametrize("n", [1, 2, 8, 16])
 def test_float32_bound_at_256k(n: int) -> None:
-    """float32 JAX vs float64 numpy on the same float32 inputs, V = 256k: within the documented
-    FLOAT32_ERROR_BOUND."""
+    """float32 JAX vs float64 numpy on the same float32 inputs, V = 256k: within the i.i.d.
+    bound FLOAT32_IID_ERROR_BOUND = 1e-7 (double-word chain); plain float32 evaluation of
+    1 + P - S^n missed it (4.1e-7 at n = 8 on the H100)."""
     rng = np.random.default_rng(5)
     p32 = _dist(rng, (1, 262144)).astype(np.float32)
     q32 = _dist(rng, (1, 262144)).astype(np.float32)
     v, _ = core.alpha_iid(jnp.asarray(p32), jnp.asarray(q32), n)
     ref, _ = prefix_iid(p32.astype(np.float64), q32.astype(np.float64), n)
     assert np.asarray(v).dtype == np.float32
-    assert np.max(np.abs(np.asarray(v, np.float64) - ref)) <= FLOAT32_ERROR_BOUND
+    assert np.max(np.abs(np.asarray(v, np.float64) - ref)) <= FLOAT32_IID_ERROR_BOUND
 
 
 def test_float32_wor_and_greedy_api() -> None:

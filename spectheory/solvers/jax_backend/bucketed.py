@@ -188,9 +188,9 @@ def _excl(x: Array) -> Array:
 
 def _add_prefix(
     base_hi: Array, base_lo: Array | None, ks: Array, x: Array, comp: bool
-) -> Array:
-    """``base[ks] + cumsum(x)`` with the large parts added first and the small parts together,
-    so the result is rounded about once (as the core's compensated ``hi + lo``)."""
+) -> tuple[Array, Array]:
+    """``base[ks] + cumsum(x)`` as a double word ``(hi, lo)``: the large parts added exactly
+    (TwoSum), the small parts together (as the core's compensated ``hi + lo``)."""
     b_hi = jnp.take_along_axis(base_hi, ks, axis=-1)
     if comp:
         c_hi, c_lo = core.cumsum_compensated(x)
@@ -202,7 +202,14 @@ def _add_prefix(
         small = small + jnp.take_along_axis(base_lo, ks, axis=-1)
     if c_lo is not None:
         small = small + c_lo
-    return s + small
+    return s, small
+
+
+def _chain(P: tuple[Array, Array], S: tuple[Array, Array], n: int, precise: bool) -> Array:
+    """``1 + P - min(S, 1)^n`` from double words: once rounded (float32) or plainly (float64)."""
+    if precise:
+        return core.chain_value_precise(P[0], P[1], S[0], S[1], n)
+    return 1.0 + (P[0] + P[1]) - _pow_n(S[0] + S[1], n)
 
 
 def _pow_n(S: Array, n: int) -> Array:
@@ -228,7 +235,14 @@ def _bucketed_2d(
     Sc = _cum2(bq_hi, bq_lo)
     Pb = _excl(bp_hi) if bp_lo is None else _excl(bp_hi) + _excl(bp_lo)
     Sn = _pow_n(Sc, n)
-    fend = 1.0 + Pc - Sn
+    if split:
+        # The hi cumulative sums are exact, the lo ones tiny: a double word per bucket end.
+        fend = core.chain_value_precise(
+            jnp.cumsum(bp_hi, axis=-1), jnp.cumsum(bp_lo, axis=-1),
+            jnp.cumsum(bq_hi, axis=-1), jnp.cumsum(bq_lo, axis=-1), n,
+        )
+    else:
+        fend = 1.0 + Pc - Sn
     jbest = jnp.argmin(fend, axis=-1).astype(jnp.int32)
     fbnd = jnp.take_along_axis(fend, jbest[:, None], axis=-1)[:, 0]
     best = jnp.minimum(fbnd, 1.0)
@@ -267,7 +281,7 @@ def _bucketed_2d(
         nc_q_hi, nc_q_lo = nc(bq_hi), nc(bq_lo)
         P = _add_prefix(nc_p_hi, nc_p_lo, ks, ps, comp)
         S = _add_prefix(nc_q_hi, nc_q_lo, ks, qs, comp)
-        vals = jnp.where(valid, 1.0 + P - _pow_n(S, n), jnp.inf)
+        vals = jnp.where(valid, _chain(P, S, n, split), jnp.inf)
         t = jnp.argmin(vals, axis=-1).astype(jnp.int32)
         vmin = jnp.take_along_axis(vals, t[:, None], axis=-1)[:, 0]
         use = vmin < best

@@ -39,6 +39,7 @@ __all__ = [
     "alpha_iid_with_order",
     "alpha_wor",
     "alpha_wor_with_order",
+    "chain_value_precise",
     "cumsum_compensated",
     "exclusive_sums",
     "prefix_mask",
@@ -102,6 +103,75 @@ def cumsum_compensated(x: Array, axis: int = -1) -> tuple[Array, Array]:
     a, b = _two_sum(x, -D)  # x_i - D = a + b exactly
     r = a + (b - e)
     return S, jnp.cumsum(r, axis=axis)
+
+
+def _fast_two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """Dekker's FastTwoSum, ``|a| >= |b|``: ``a + b = s + e`` exactly."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _split(a: Array) -> tuple[Array, Array]:
+    """``a = hi + lo`` with at most 12 significant bits each (float32) / 27 (float64), by masking
+    the low mantissa bits: no multiplication, so an FMA contraction by the compiler (XLA on GPU
+    may contract ``a * b + c``) cannot break the split the way it breaks Veltkamp's."""
+    if a.dtype == jnp.float64:
+        mask, ut = 0xFFFFFFFFF8000000, jnp.uint64
+    else:
+        mask, ut = 0xFFFFF000, jnp.uint32
+    hi = lax.bitcast_convert_type(
+        lax.bitcast_convert_type(a, ut) & jnp.asarray(mask, ut), a.dtype
+    )
+    return hi, a - hi
+
+
+def _two_prod(a: Array, b: Array) -> tuple[Array, Array]:
+    """Dekker's TwoProduct: ``a * b = p + e`` exactly (no overflow/underflow assumed)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def _df_mul(ah: Array, al: Array, bh: Array, bl: Array) -> tuple[Array, Array]:
+    r"""Double-word product (relative error a few :math:`\varepsilon^2`)."""
+    p, e = _two_prod(ah, bh)
+    return _fast_two_sum(p, e + (ah * bl + al * bh))
+
+
+def _df_pow(h: Array, lo: Array, n: int) -> tuple[Array, Array]:
+    """:math:`(h + lo)^n` as a double word, by binary powering (static ``n >= 1``)."""
+    rh, rl = None, None
+    bh, bl = h, lo
+    while True:
+        if n & 1:
+            rh, rl = (bh, bl) if rh is None else _df_mul(rh, rl, bh, bl)
+        n >>= 1
+        if not n:
+            return rh, rl
+        bh, bl = _df_mul(bh, bl, bh, bl)
+
+
+def chain_value_precise(
+    P_hi: Array, P_lo: Array, S_hi: Array, S_lo: Array, n: int
+) -> Array:
+    r""":math:`1 + P - \min(S, 1)^n` from double-word prefix sums, rounded once.
+
+    Every step is an error-free transformation or a double-word operation (Dekker, Knuth), so the
+    result is within about one rounding (:math:`\varepsilon/2`, i.e. :math:`3 \cdot 10^{-8}`
+    in float32) of the exact value of the double-word inputs; evaluating ``1 + P - S**n`` in the
+    working precision instead loses up to :math:`(n + 2)\,\varepsilon` (measured
+    :math:`4.1 \cdot 10^{-7}` for float32 on the H100).
+    """
+    over = (S_hi + S_lo) >= 1.0
+    S_hi = jnp.where(over, jnp.ones_like(S_hi), S_hi)
+    S_lo = jnp.where(over, jnp.zeros_like(S_lo), S_lo)
+    wh, wl = _df_pow(S_hi, S_lo, n)
+    # (1 + P_hi) exactly, then + P_lo, - S^n: |1| >= every other term.
+    a, ae = _two_sum(jnp.ones_like(P_hi), P_hi)
+    b, be = _two_sum(a, -wh)
+    return b + (be + (ae + (P_lo - wl)))
 
 
 def _cumsum(x: Array, compensated: bool) -> Array:
@@ -186,9 +256,16 @@ def alpha_iid_with_order(p: Array, q: Array, n: int, compensated: bool | None = 
     """
     comp = _default_compensated(p, compensated)
     ps, qs, order = sort_by_ratio(p, q)
-    P = _cumsum(ps, comp)
-    S = jnp.minimum(_cumsum(qs, comp), 1.0)
-    value, k = _finish(1.0 + P - S**n)
+    if comp:
+        # Double-word chain: the float32 error is about one final rounding (docs/jax.md).
+        P_hi, P_lo = cumsum_compensated(ps)
+        S_hi, S_lo = cumsum_compensated(qs)
+        chain = chain_value_precise(P_hi, P_lo, S_hi, S_lo, n)
+    else:
+        P = _cumsum(ps, comp)
+        S = jnp.minimum(_cumsum(qs, comp), 1.0)
+        chain = 1.0 + P - S**n
+    value, k = _finish(chain)
     return PrefixOut(value, k, order)
 
 
