@@ -191,9 +191,12 @@ class Certificate:
     dual_value
         :math:`1 + p(H) - Q(H^n)` of the witness: an upper bound on :math:`\\alpha^*`.
     primal_value
-        Accepted mass of the plan (a lower bound) when a plan is present, else None.
+        A recomputed lower bound on :math:`\alpha^*`: the accepted mass of the plan when a plan
+        is present; for two independent drafts solved by the quadtree, :math:`1 +` the smallest
+        leaf bound of ``info["box_certificate"]`` (:func:`spectheory.certify.check_box_certificate`);
+        else None.
     gap
-        ``dual_value - primal_value`` (None without a plan).
+        ``dual_value - primal_value`` (None without a lower bound).
     plan_violation
         Largest violation of the plan's constraints (0 without a plan).
     value_error
