@@ -299,3 +299,222 @@ def test_prob_all_in_large_vocab_uses_race() -> None:
     ref, err = wor_prob_all_in(q, H, n)
     assert abs(val - ref) <= EXACT_TOL
     assert math.isfinite(err) and err <= EXACT_TOL
+
+
+# --------------------------------------------------------------------------- bucketed fast path
+# spectheory.solvers.wor_fast.wor_prefix_fast against the reference chain (full sort + wor_chain),
+# exact Fraction enumeration and the LP. Fixed seeds throughout.
+from spectheory.solvers.prefix import prefix_order  # noqa: E402
+from spectheory.solvers.wor_fast import (  # noqa: E402
+    WOR_FAST_MAX_ERROR,
+    _outside_masses,
+    wor_prefix_fast,
+)
+
+#: The fast path may decline (integration range beyond WOR_FAST_T_MAX, deflation) only when the
+#: mass outside the top n - 1 tokens is below this (measured: declines up to 0.19).
+DECLINE_RHO = 0.25
+
+
+def reference_alpha(p: np.ndarray, q: np.ndarray, n: int) -> tuple[float, np.ndarray, float]:
+    """alpha*, witness and error bound from the reference evaluator on the full stable sort."""
+    order = prefix_order(p[None, :], q[None, :])[0]
+    ch = wor_chain(q[order], n)
+    f = np.concatenate([[1.0], 1.0 + np.cumsum(p[order]) - ch.Q])
+    k = int(np.argmin(f))
+    mask = np.zeros(p.size, dtype=bool)
+    mask[order[:k]] = True
+    return float(f[k]), mask, float(np.max(ch.error, initial=0.0))
+
+
+def assert_prefix_witness(p: np.ndarray, q: np.ndarray, mask: np.ndarray) -> None:
+    """The witness is a prefix of the stable p/q order (the reference's witness semantics)."""
+    order = prefix_order(p[None, :], q[None, :])[0]
+    k = int(mask.sum())
+    assert np.array_equal(np.sort(order[:k]), np.flatnonzero(mask))
+
+
+def check_fast(p: np.ndarray, q: np.ndarray, n: int, *, same_mask: bool = True) -> None:
+    fr = wor_prefix_fast(p, q, n, min_v=0)
+    assert fr is not None
+    ref, rmask, rerr = reference_alpha(p, q, n)
+    assert abs(fr.value - ref) <= EXACT_TOL, (fr.value, ref)
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK, (fr.value - ref, fr.error)
+    assert fr.error <= WOR_FAST_MAX_ERROR
+    assert_prefix_witness(p, q, fr.mask)
+    if same_mask:
+        assert np.array_equal(fr.mask, rmask)
+
+
+def close_instance(seed: int, V: int, spread: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Language-model-like pair: shared logits z ~ N(0, spread^2) plus N(0, 1) noise each."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=V) * spread
+    q = np.exp(z + rng.normal(size=V))
+    p = np.exp(z + rng.normal(size=V))
+    return p / p.sum(), q / q.sum()
+
+
+@settings(max_examples=25, derandomize=True, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    V=st.integers(8, 1200),
+    n=st.integers(2, 9),
+    bits=st.integers(0, 6),
+    spread=st.sampled_from([0.3, 1.0, 2.0, 4.0]),
+)
+def test_fast_matches_reference_small_v(seed: int, V: int, n: int, bits: int, spread: float) -> None:
+    """Any bucket width (0..6 mantissa bits) gives the reference value and witness."""
+    p, q = close_instance(seed, V, spread)
+    fr = wor_prefix_fast(p, q, n, min_v=0, mantissa_bits=bits)
+    ref, rmask, rerr = reference_alpha(p, q, n)
+    if fr is None:  # declined: only for peaked q (the caller falls back to the reference)
+        assert _outside_masses(q, n - 1)[n - 1] < DECLINE_RHO
+        return
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert np.array_equal(fr.mask, rmask)
+
+
+@settings(max_examples=30, derandomize=True, deadline=None)
+@given(
+    wp=st.lists(st.integers(0, 40), min_size=3, max_size=7),
+    wq=st.lists(st.integers(0, 40), min_size=3, max_size=7),
+    n=st.integers(2, 6),
+)
+def test_fast_matches_fraction_enumeration(wp: list[int], wq: list[int], n: int) -> None:
+    """alpha* of the fast path equals min over all subsets of 1 + p(H) - Q(H^n), computed in
+    exact Fraction arithmetic (exact_chain), and the LP."""
+    import itertools
+
+    V = min(len(wp), len(wq))
+    wp, wq = wp[:V], wq[:V]
+    if sum(wp) == 0:
+        wp[0] = 1
+    if sum(1 for x in wq if x > 0) < 2:
+        wq[0] = wq[1] = 1
+    n = min(n, sum(1 for x in wq if x > 0))
+    pf, qf = to_fracs(wp), to_fracs(wq)
+    best = Fraction(1)
+    for r in range(1, V + 1):
+        for H in itertools.combinations(range(V), r):
+            order = [*H, *[i for i in range(V) if i not in H]]
+            Q = exact_chain([qf[i] for i in order], n)[r - 1]
+            best = min(best, 1 + sum(pf[i] for i in H) - Q)
+    p = np.array([float(x) for x in pf])
+    q = np.array([float(x) for x in qf])
+    fr = wor_prefix_fast(p, q, n, min_v=0)
+    if fr is None:  # declined: only for peaked q (the caller falls back to the reference)
+        assert _outside_masses(q, n - 1)[n - 1] < DECLINE_RHO
+        return
+    assert abs(fr.value - float(best)) <= EXACT_TOL
+    assert_prefix_witness(p, q, fr.mask)
+    lp = stt.optimal_acceptance(p, stt.WithoutReplacement(q, n), method="lp")
+    assert abs(fr.value - lp.value) <= METHOD_TOL
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 8, 16])
+def test_fast_matches_reference_32k(n: int) -> None:
+    """V = 32k, the benchmark's instance family: fast path == reference evaluator."""
+    p, q = close_instance(32768, 32768)
+    check_fast(p, q, n)
+    r = stt.optimal_acceptance(p, stt.WithoutReplacement(q, n))
+    assert r.info["fast_rows"] == 1
+    assert r.info["error_bound"] <= EXACT_TOL
+
+
+@pytest.mark.parametrize(("n", "bits"), [(3, 1), (5, 1), (8, 2), (16, 1)])
+def test_fast_second_level_buckets(n: int, bits: int) -> None:
+    """Wide first-level buckets force the second level (finer buckets inside the candidate
+    buckets); value and witness still equal the reference's."""
+    p, q = close_instance(16384 + n, 16384)
+    fr = wor_prefix_fast(p, q, n, mantissa_bits=bits)
+    assert fr is not None
+    assert fr.info.get("sub_buckets", 0.0) > 0
+    assert fr.info["evaluated_tokens"] < fr.info["candidate_tokens"]
+    ref, rmask, rerr = reference_alpha(p, q, n)
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert np.array_equal(fr.mask, rmask)
+
+
+def test_fast_near_uniform_128k() -> None:
+    """High temperature: q near uniform at V = 128k (n = 3; hypergeometric-like, all tokens
+    small, every token in the moment tiers)."""
+    rng = np.random.default_rng(17)
+    V = 131072
+    q = 1.0 + 1e-3 * rng.random(V)
+    q /= q.sum()
+    p = q * np.exp(0.05 * rng.normal(size=V))
+    p /= p.sum()
+    check_fast(p, q, 3)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_fast_one_hot_to_machine_precision(n: int) -> None:
+    """Low temperature: q one-hot to machine precision. n = 2 stays on the fast path (closed
+    form, 1 - q_0 as the sum of the others); n >= 3 is declined (the reference deflates)."""
+    V = 4096
+    rng = np.random.default_rng(4)
+    q = rng.random(V) * 1e-20
+    q[17] = 1.0 - q.sum()
+    p = rng.dirichlet(np.ones(V))
+    fr = wor_prefix_fast(p, q, n)
+    if n == 2:
+        assert fr is not None
+        ref, rmask, _ = reference_alpha(p, q, n)
+        assert abs(fr.value - ref) <= EXACT_TOL
+        assert np.array_equal(fr.mask, rmask)
+    else:
+        assert fr is None
+    r = stt.optimal_acceptance(p, stt.WithoutReplacement(q, n))
+    ref, _, _ = reference_alpha(p, q, n)
+    assert abs(r.value - ref) <= EXACT_TOL
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_fast_exact_zeros_and_support(n: int) -> None:
+    """Exact zeros in q (and in p), and n equal to the support size."""
+    rng = np.random.default_rng(8)
+    V = 3000
+    p, q = close_instance(8, V)
+    q[rng.random(V) < 0.3] = 0.0
+    p[rng.random(V) < 0.2] = 0.0
+    q /= q.sum()
+    p /= p.sum()
+    check_fast(p, q, n)
+    # n = support size: only the full support can hold all n draws.
+    w = np.zeros(V)
+    w[:n] = rng.random(n) + 0.5
+    w /= w.sum()
+    fr = wor_prefix_fast(p, w, n, min_v=0)
+    ref, _, _ = reference_alpha(p, w, n)
+    if fr is not None:
+        assert abs(fr.value - ref) <= EXACT_TOL
+        assert_prefix_witness(p, w, fr.mask)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_fast_ties_in_ratio(n: int) -> None:
+    """Ratio ties: p = q on half of the tokens, p = 2q / q / 2 on the rest (exact ties)."""
+    rng = np.random.default_rng(21)
+    V = 4096
+    q = rng.dirichlet(np.ones(V))
+    fac = rng.choice([0.5, 1.0, 2.0], size=V)
+    p = q * fac
+    p /= p.sum()
+    check_fast(p, q, n, same_mask=False)
+    # p = q: every ratio ties and alpha* = 1 (Q_wor(H^n) <= q(H)^n <= p(H)).
+    fr = wor_prefix_fast(q, q, n, min_v=0)
+    assert fr is not None and abs(fr.value - 1.0) <= EXACT_TOL
+
+
+def test_fast_batched_rows() -> None:
+    """Rows of a batch are answered independently (fast path or fallback per row)."""
+    P = np.stack([close_instance(s, 3000)[0] for s in range(3)])
+    Qm = np.stack([close_instance(s, 3000)[1] for s in range(3)])
+    r = stt.optimal_acceptance(P, stt.WithoutReplacement(Qm, 4))
+    for b in range(3):
+        ref, rmask, _ = reference_alpha(P[b], Qm[b], 4)
+        assert abs(r.value[b] - ref) <= EXACT_TOL
+        assert np.array_equal(r.witness[b], rmask)

@@ -64,30 +64,47 @@ def _prefix_wor(
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""alpha* and witness for sampling without replacement, any ``n`` (rows of ``(B, V)`` arrays).
 
-    The chain :math:`Q(H_k^n)` comes from :func:`spectheory.solvers.wor.wor_chain` (closed form for
-    ``n <= 2``, exponential-race quadrature with an error bound otherwise). The prefix property for
-    this scheme is discussed in ``docs/without_replacement.md``. When ``info`` is given, its
-    ``"error_bound"`` receives the largest bound on :math:`|Q(H_k^n) - \text{exact}|` over the
-    chain (a bound on the error of the returned value) and ``"quad_nodes"`` the node count.
+    Each row first tries the bucketed fast path :func:`spectheory.solvers.wor_fast.wor_prefix_fast`
+    (per-bucket sums and moments, exact evaluation only in the candidate buckets); rows it declines
+    (small ``V``, peaked ``q`` that needs deflation) use the reference chain
+    :func:`spectheory.solvers.wor.wor_chain` on the full sort. The prefix property for this scheme
+    is proved in ``docs/without_replacement.md`` (section 6). When ``info`` is given, its
+    ``"error_bound"`` receives the largest bound on the error of an evaluated
+    :math:`Q(H_k^n)` (a bound on the error of the returned value), ``"quad_nodes"`` the node count
+    and ``"fast_rows"`` the number of rows the fast path answered.
     """
     from .wor import wor_chain
+    from .wor_fast import wor_prefix_fast
 
-    order = prefix_order(p, q)
-    ps = np.take_along_axis(p, order, axis=1)
-    qs = np.take_along_axis(q, order, axis=1)
-    P = np.cumsum(ps, axis=1)
-    Q = np.empty_like(P)
+    B, V = p.shape
+    value = np.empty(B)
+    mask = np.zeros((B, V), dtype=bool)
     bound = 0.0
     nodes = 0
-    for b in range(len(p)):
-        ch = wor_chain(qs[b], n)
-        Q[b] = ch.Q
+    fast_rows = 0
+    for b in range(B):
+        fr = wor_prefix_fast(p[b], q[b], n)
+        if fr is not None:
+            value[b] = fr.value
+            mask[b] = fr.mask
+            bound = max(bound, fr.error)
+            nodes += int(fr.info.get("quad_nodes", 0))
+            fast_rows += 1
+            continue
+        order = prefix_order(p[b : b + 1], q[b : b + 1])
+        ps = np.take_along_axis(p[b : b + 1], order, axis=1)
+        qs = np.take_along_axis(q[b : b + 1], order, axis=1)
+        ch = wor_chain(qs[0], n)
         bound = max(bound, float(np.max(ch.error, initial=0.0)))
         nodes += ch.nodes
+        v, m = _finish(1.0 + np.cumsum(ps, axis=1) - ch.Q[None, :], order)
+        value[b] = v[0]
+        mask[b] = m[0]
     if info is not None:
         info["error_bound"] = bound
         info["quad_nodes"] = nodes
-    return _finish(1.0 + P - Q, order)
+        info["fast_rows"] = fast_rows
+    return value, mask
 
 
 def _greedy(p: np.ndarray, scheme: Greedy | Hub) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,768 @@
+r"""Fast exact :math:`\alpha^*` for sampling without replacement: bucket the ratio chain, aggregate.
+
+The prefix theorem for sampling without replacement (``docs/without_replacement.md`` section 6)
+gives :math:`\alpha^* = \min_k f(k)`, :math:`f(k) = 1 + P_k - Q(H_k^n)` along the chain sorted by
+:math:`p/q`. :func:`spectheory.solvers.wor.wor_chain` (the reference) evaluates :math:`Q(H_k^n)` at
+*every* prefix: :math:`O(nVN)` for :math:`N` quadrature nodes. This module returns the same
+minimum and witness from far less work (proofs in ``docs/without_replacement.md`` section 7):
+
+1. **Buckets** (as :mod:`.fastprefix`): a monotone float32 key of the ratio groups tokens; bucket
+   boundaries are points of the exact chain.
+2. **Boundary values.** :math:`Q(H^n) = q(H) - \lambda_H \sum_{m=1}^{n-1} G_m(H)` with
+   :math:`G_1 = \sum_{i\in H} q_i/(1-q_i)` (per-bucket sums; this is all of it for :math:`n = 2`)
+   and, for :math:`m \ge 2`, :math:`G_m = \int_0^\infty e^{-t} e_m(c(t))\,dt`,
+   :math:`c_i = e^{q_it}-1`. At a quadrature node the generating polynomial
+   :math:`\prod_{i\in H}(1+zc_i)` (mod :math:`z^n`) is the product of an exact part (tokens with
+   :math:`q_i T > X_2`, few) and :math:`\exp\bigl(\sum_j (-1)^{j+1} z^j P_j/j\bigr)` for the
+   small tokens, whose power sums :math:`P_j = \sum_i (e^{q_it}-1)^j = \sum_k a_{jk} t^k M_k`
+   come from per-bucket moments :math:`M_k = \sum_i q_i^k` (truncated Taylor series with a proved
+   remainder bound). The cost per node is :math:`O(\text{buckets}\cdot n (K + n))`, not
+   :math:`O(nV)`. Nodes: trapezoid rule in :math:`u`, :math:`t = \log(1 + e^{u - e^{-u}})^2`
+   (35-55 nodes for :math:`n \le 16`, the reference uses 120-260).
+3. **Pruning.** By the increasing-slopes lemma (section 6.2), :math:`Q` along the chain is convex
+   in the cumulative mass, so inside bucket :math:`j`,
+   :math:`f \ge \min(f(\text{start}), 1 + P_{<j} + \ell_j q_j - Q_{\le j})` exactly as for
+   i.i.d. drafts; only buckets whose bound can beat the best boundary are evaluated token by token
+   (exactly, on the same nodes). Large candidate buckets are first split by a finer key and
+   pruned again the same way (a second level of boundaries).
+
+Errors (quadrature, tails, Taylor truncation, rounding) are bounded or estimated and reported;
+when the fast path cannot vouch for its accuracy (peaked ``q`` that needs deflation, a huge
+integration range) it returns ``None`` and the caller uses the reference evaluator. Sampling
+without replacement is studied by Khisti et al. (arXiv 2410.18234) and Hu et al. (arXiv
+2502.18779); this evaluator is ours.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fastprefix import _bucket_lower
+from .wor import WOR_RHO_MIN, WOR_T_LO, WOR_TAIL_TOL, _tail
+
+__all__ = [
+    "WOR_FAST_MIN_V",
+    "WorFast",
+    "wor_fast_mantissa_bits",
+    "wor_prefix_fast",
+]
+
+#: Below this vocabulary size the reference chain (:func:`.wor.wor_chain`) is used.
+WOR_FAST_MIN_V: int = 2048
+#: Largest :math:`x = q_i t` (over all nodes) of the first moment tier (Taylor degree ~6).
+WOR_TIER1_X: float = 1e-3
+#: Largest :math:`x = q_i t` of the second moment tier (Taylor degree 12-20); larger tokens are
+#: multiplied in exactly.
+WOR_TIER2_X: float = 1e-1
+#: Bound on the relative Taylor remainder of each tier (relative to :math:`\sum_i q_i t`).
+WOR_TAYLOR_TOL: float = 1e-18
+#: Accept the trapezoid rule once the estimated discretisation error of every boundary integral
+#: (:func:`_quad_error`) is below this (absolute).
+WOR_FAST_CHANGE: float = 1e-11
+#: The squared-change estimate is used only once the change is this small relative to the
+#: integral (a sign that the rule is in its exponentially convergent regime).
+WOR_FAST_ASYMPTOTIC: float = 1e-4
+#: Initial trapezoid step in the variable ``u`` of :func:`_t_jac`.
+WOR_FAST_STEP: float = 0.5
+#: Smallest trapezoid step in ``u`` (refinement stops there; the estimate is still checked).
+WOR_FAST_MIN_STEP: float = 0.03
+#: Largest integration range handled in plain floating point (beyond it: reference evaluator).
+WOR_FAST_T_MAX: float = 600.0
+#: Largest number of exactly-multiplied ("big") tokens (beyond it: reference evaluator).
+WOR_FAST_MAX_BIG: int = 20000
+#: Candidate buckets with at least this many tokens are split by a finer key first (n >= 3).
+WOR_FAST_SUB_MIN: int = 256
+#: Extra float32 mantissa bits of the second-level key.
+WOR_FAST_SUB_BITS: int = 3
+#: Largest error bound the fast path returns; above it the caller uses the reference evaluator.
+WOR_FAST_MAX_ERROR: float = 1e-11
+_KMAX: int = 64
+_EPS: float = float(np.finfo(np.float64).eps)
+
+
+def wor_fast_mantissa_bits(V: int, n: int) -> int:
+    """Float32 mantissa bits of the bucket key for vocabulary ``V`` and ``n`` drafts.
+
+    A boundary costs :math:`O(n^2 + nK)` per node, a candidate token :math:`O(n)`: fewer, wider
+    buckets for larger ``n`` (tuned on the benchmark's instances at V = 32k-256k, under load).
+    """
+    bl = int(V).bit_length()
+    if n >= 12:
+        return int(min(3, max(2, bl - 16)))
+    if n >= 4:
+        return int(min(4, max(3, bl - 15)))
+    return int(min(6, max(2, bl - 12)))
+
+
+@functools.lru_cache(maxsize=8)
+def _taylor_table(nmax: int) -> np.ndarray:
+    r""":math:`A[j, k] = a_{jk}/j` with :math:`(e^x-1)^j = \sum_k a_{jk} x^k`, ``j < nmax``.
+
+    :math:`a_{jk} = j!\,S(k, j)/k! \ge 0` (Stirling numbers of the second kind), computed by
+    repeated convolution of the series of :math:`e^x - 1` (positive terms only).
+    """
+    e1 = np.array([0.0] + [1.0 / math.factorial(k) for k in range(1, _KMAX + 1)])
+    A = np.zeros((nmax, _KMAX + 1))
+    cur = np.zeros(_KMAX + 1)
+    cur[0] = 1.0
+    for j in range(1, nmax):
+        cur = np.convolve(cur, e1)[: _KMAX + 1]
+        A[j] = cur / j
+    A.flags.writeable = False
+    return A
+
+
+@functools.lru_cache(maxsize=64)
+def _taylor_degree(X: float, n: int) -> tuple[int, float]:
+    r"""Smallest ``K`` with :math:`\max_{j<n} \sum_{k>K} A_{jk} X^{k-1} \le` ``WOR_TAYLOR_TOL``.
+
+    For a token with :math:`x = q_i t \le X`, the remainder of :math:`(e^x-1)^j/j` after degree
+    ``K`` is :math:`\sum_{k>K} A_{jk} x^k \le (x/X)^{K+1}\sum_{k>K} A_{jk}X^k \le x\,\tau`
+    (coefficients are non-negative), with :math:`\tau` the returned second value.
+    """
+    A = _taylor_table(max(n, 2))
+    powers = X ** np.arange(_KMAX + 1, dtype=np.float64)
+    for K in range(1, _KMAX - 8):
+        tau = max(float(np.sum(A[j, K + 1 :] * powers[K + 1 :])) / X for j in range(1, n))
+        if tau <= WOR_TAYLOR_TOL:
+            return K, tau
+    return _KMAX - 8, tau
+
+
+@dataclass
+class WorFast:
+    """Result of :func:`wor_prefix_fast` for one row.
+
+    Attributes
+    ----------
+    value
+        :math:`\\alpha^*` (the smallest chain value, or 1 for the empty set).
+    mask
+        ``(V,)`` witness: a prefix of the stable ratio order (the reference's witness semantics).
+    error
+        Bound on the absolute error of ``value`` (of the evaluated :math:`Q` values).
+    info
+        Diagnostics: ``buckets``, ``candidate_tokens``, ``big_tokens``, ``quad_nodes``.
+    """
+
+    value: float
+    mask: np.ndarray
+    error: float
+    info: dict[str, float] = field(default_factory=dict)
+
+
+def _suffix_after(x: np.ndarray) -> np.ndarray:
+    """``out[i] = sum(x[i+1:])`` (reversed cumulative sum, no subtraction)."""
+    out = np.empty_like(x)
+    if x.size:
+        out[:-1] = np.flip(np.cumsum(np.flip(x[1:])))
+        out[-1] = 0.0
+    return out
+
+
+def _poly_cum(c: np.ndarray, n: int) -> np.ndarray:
+    r"""Coefficients :math:`e_m` (``m = 0..n-1``) of :math:`\prod_{i \le k}(1 + z c_i)` for every
+    prefix ``k``; ``c`` has shape ``(L, N)`` (tokens, nodes), the result ``(n, L, N)``. Positive
+    cumulative sums along the token axis: :math:`e_m^{(k)} = \sum_{i \le k} c_i e_{m-1}^{(i-1)}`."""
+    L, N = c.shape
+    out = np.empty((n, L, N))
+    out[0] = 1.0
+    if n > 1:
+        np.cumsum(c, axis=0, out=out[1])
+    for m in range(2, n):
+        sh = np.empty((L, N))
+        sh[0] = 0.0
+        np.multiply(c[1:], out[m - 1][:-1], out=sh[1:])
+        np.cumsum(sh, axis=0, out=out[m])
+    return out
+
+
+#: OpenBLAS runs a GEMM single-threaded when m * n * k is at most this (its SMP threshold).
+_GEMM_1THREAD: int = 65536 * 4
+
+
+def _matmul_1thread(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``a @ c`` in column blocks small enough for a single-threaded GEMM.
+
+    These products are small (boundaries x moments x nodes); a multi-threaded GEMM on a busy machine
+    waits for its worker threads far longer than the arithmetic takes.
+    """
+    m, k = a.shape
+    x = c.shape[1]
+    w = max(1, _GEMM_1THREAD // max(1, m * k))
+    if w >= x:
+        return a @ c
+    out = np.empty((m, x))
+    for s in range(0, x, w):
+        np.matmul(a, c[:, s : s + w], out=out[:, s : s + w])
+    return out
+
+
+def _poly_mul(A: np.ndarray, B: np.ndarray, n: int) -> np.ndarray:
+    """Product of two coefficient arrays ``(n, ...)`` truncated at degree ``n - 1``."""
+    out = np.zeros_like(A)
+    for i in range(n):
+        for j in range(n - i):
+            out[i + j] += A[i] * B[j]
+    return out
+
+
+def _sub_buckets(
+    rr: np.ndarray,
+    qr: np.ndarray,
+    n: int,
+    m_bits: int,
+    q1: float,
+    q2: float,
+    t: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    r"""Second-level buckets inside one candidate bucket (tokens in chain order, all ``q > 0``).
+
+    A finer key (``WOR_FAST_SUB_BITS`` more mantissa bits) splits the bucket into contiguous runs;
+    their ends are chain points. Returns ``(ends, lower, prod, factor)``: the last position of
+    each run, the lower bound of the ratios in it, the coefficients ``(n, runs, N)`` of the
+    polynomial of the bucket's tokens up to each end (exact big tokens times aggregated moments,
+    as at the first level) and the relative-error majorant factor
+    :math:`(1 + P_1)e^{\gamma' P_1}` ``(runs, N)``; ``None`` if the finer key does not split.
+    """
+    mf = min(23, m_bits + WOR_FAST_SUB_BITS)
+    Mf = 1 << (8 + mf)
+    bits = rr.astype(np.float32).view(np.uint32) >> np.uint32(23 - mf)
+    kf = (bits & np.uint32(Mf - 1)).astype(np.intp)
+    new = np.empty(kf.size, dtype=bool)
+    new[0] = True
+    np.not_equal(kf[1:], kf[:-1], out=new[1:])
+    heads = np.flatnonzero(new)
+    if heads.size < 2:
+        return None
+    sid = np.cumsum(new) - 1
+    Bs = heads.size
+    ends = np.concatenate([heads[1:] - 1, [kf.size - 1]])
+    lower = _bucket_lower(mf)[kf[heads]]
+    A = _taylor_table(n)
+    tiers: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for sel, X in ((qr < q1, WOR_TIER1_X), ((qr >= q1) & (qr < q2), WOR_TIER2_X)):
+        if not bool(np.any(sel)):
+            continue
+        K, tau = _taylor_degree(X, n)
+        w = qr[sel]
+        ss = sid[sel]
+        cur = w.copy()
+        Mb = np.empty((Bs, K))
+        for k in range(K):
+            Mb[:, k] = np.bincount(ss, weights=cur, minlength=Bs)
+            if k + 1 < K:
+                cur *= w
+        tiers.append((np.cumsum(Mb, axis=0), A[:, 1 : K + 1].T.copy(), tau))
+    bigm = qr >= q2
+    big_cnt = np.searchsorted(np.flatnonzero(bigm), ends, side="right")
+    sb = _Boundary(n, tiers, qr[bigm], big_cnt)
+    Bc, S, P1 = sb.coeffs(t)
+    return ends, lower, _poly_mul(Bc, S, n), (1.0 + P1) * np.exp(sb.gamma * P1)
+
+
+def _chain_sum(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_b w_b\, e_b^{(k)}` for every prefix ``k`` of the tokens, where :math:`e_b^{(k)}`
+    are the coefficients of :math:`\prod_{i \le k}(1 + z c_i)` (positive recursion of
+    :func:`_poly_cum`, accumulated level by level without storing the levels).
+
+    ``c`` is ``(L, N)`` (tokens, nodes), ``w`` is ``(n, N)``; returns ``(L, N)``.
+    """
+    n = w.shape[0]
+    L, N = c.shape
+    acc = np.broadcast_to(w[0], (L, N)).copy()
+    if n == 1:
+        return acc
+    Y = np.cumsum(c, axis=0)
+    acc += Y * w[1]
+    sh = np.empty((L, N))
+    for b in range(2, n):
+        sh[0] = 0.0
+        np.multiply(c[1:], Y[:-1], out=sh[1:])
+        np.cumsum(sh, axis=0, out=Y)
+        acc += Y * w[b]
+    return acc
+
+
+def _sum_deg2(Bc: np.ndarray, Sc: np.ndarray, n: int) -> np.ndarray:
+    r""":math:`\sum_{m=2}^{n-1} [z^m]\,(B\cdot S)` for coefficient arrays ``(n, ...)``:
+    :math:`B_0 \sum_{b=2}^{n-1} S_b + B_1 \sum_{b=1}^{n-2} S_b + \sum_{a\ge2} B_a
+    \sum_{b \le n-1-a} S_b` (positive sums only, no subtraction)."""
+    hi = Sc[2].copy()
+    for b in range(3, n):
+        hi += Sc[b]
+    out = Bc[0] * hi
+    if n > 2:
+        mid = Sc[1].copy()
+        for b in range(2, n - 1):
+            mid += Sc[b]
+        out = out + Bc[1] * mid
+    run = Sc[0].copy()
+    for r in range(0, n - 2):
+        if r > 0:
+            run = run + Sc[r]
+        out = out + Bc[n - 1 - r] * run
+    return out
+
+
+class _Boundary:
+    """Integrand of :math:`\\sum_{m \\ge 2} G_m` at the bucket boundaries (aggregated moments)."""
+
+    def __init__(
+        self,
+        n: int,
+        tiers: list[tuple[np.ndarray, np.ndarray, float]],
+        big_q: np.ndarray,
+        big_cnt: np.ndarray,
+    ) -> None:
+        # tiers: (Mcum (B, K) cumulative moments M_1..M_K, Taylor table (K, n-1), tau)
+        self.n = n
+        # all tiers in one table: P_j / j at a boundary = Mcum @ (t^k a_jk / j)
+        self.Mcum = np.concatenate([tr[0] for tr in tiers], axis=1) if tiers else np.zeros((big_cnt.size, 0))
+        self.kpow = (
+            np.concatenate([np.arange(1, tr[0].shape[1] + 1) for tr in tiers])
+            if tiers
+            else np.zeros(0, dtype=np.intp)
+        )
+        self.table = np.concatenate([tr[1] for tr in tiers], axis=0) if tiers else np.zeros((0, n))
+        self.big_q = big_q
+        self.big_cnt = big_cnt  # big tokens up to and including each boundary
+        g = math.expm1(WOR_TIER2_X)  # c_i <= g for every small token at every node
+        self.gamma = g / (1.0 - g * g)
+
+    def coeffs(
+        self, t: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Big-token and small-token polynomial coefficients ``(n, B, N)`` at nodes ``t`` and the
+        first power sum of the small tokens ``(B, N)`` (only boundaries ``rows`` if given)."""
+        n = self.n
+        N = t.size
+        Mcum = self.Mcum if rows is None else self.Mcum[rows]
+        big_cnt = self.big_cnt if rows is None else self.big_cnt[rows]
+        B = big_cnt.size
+        K = self.kpow.size
+        if K:
+            tk = t[None, :] ** self.kpow[:, None]  # (K, N)
+            C = (tk[:, :, None] * self.table[:, None, 1:n]).reshape(K, N * (n - 1))
+            L = _matmul_1thread(Mcum, C).reshape(B, N, n - 1)  # P_j/j = sum_k a_jk/j t^k M_k
+        else:
+            L = np.zeros((B, N, n - 1))
+        # exp of the log series by m S_m = sum_j (-1)^{j+1} j L_j S_{m-j} (Newton's identities)
+        sign = np.where(np.arange(1, n) % 2 == 1, 1.0, -1.0) * np.arange(1, n)
+        sjL = np.moveaxis(L, 2, 0) * sign[:, None, None]  # (n-1, B, N)
+        S = np.empty((n, B, N))
+        S[0] = 1.0
+        for m in range(1, n):
+            S[m] = np.einsum("jbn,jbn->bn", sjL[:m], S[m - 1 :: -1][:m]) / m
+        if self.big_q.size:
+            c = np.expm1(self.big_q[:, None] * t[None, :])
+            Y = _poly_cum(np.concatenate([np.zeros((1, N)), c]), n)  # (n, 1 + E, N)
+            Bc = Y[:, big_cnt, :]
+        else:
+            Bc = np.zeros((n, B, N))
+            Bc[0] = 1.0
+        return Bc, S, L[:, :, 0]
+
+    def integrand(self, t: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""``jac e^{-t} sum_{m>=2} e_m`` ``(B, N)`` and the error majorant integrand."""
+        Bc, S, P1 = self.coeffs(t)
+        w = (jac * np.exp(-t))[None, :]
+        val = w * _sum_deg2(Bc, S, self.n)
+        # Error majorant (docs section 7.3): Sum_{m<n}[z^m](B*S) * exp(gamma' * P1) * (1 + P1).
+        tot = w * np.sum(Bc * np.cumsum(S, axis=0)[::-1], axis=0)
+        return val, tot * np.exp(self.gamma * P1) * (1.0 + P1)
+
+
+def _tail_start(levels: list[int], rho: np.ndarray) -> np.ndarray:
+    r"""Where the right-tail bound :math:`\Gamma(m+1, \rho_m T)/(m!\,\rho_m^{m+1})` reaches
+    ``WOR_TAIL_TOL``: :math:`T = Q^{-1}(m+1, \mathrm{tol}\,\rho_m^{m+1})/\rho_m` (inverse regularised
+    upper incomplete gamma), at least 1. The caller re-checks the bound at this point."""
+    from scipy.special import gammainccinv
+
+    m = np.asarray(levels, dtype=np.float64)
+    r = rho[np.asarray(levels)]
+    with np.errstate(under="ignore"):
+        y = WOR_TAIL_TOL * r ** (m + 1)
+    x = gammainccinv(m + 1, np.maximum(y, 1e-300))
+    return np.maximum(1.0, np.where(np.isfinite(x), x, np.inf) / r)
+
+
+def _quad_error(change: np.ndarray, value: np.ndarray) -> np.ndarray:
+    r"""Error estimate of the finer of two trapezoid rules (steps :math:`h`, :math:`2h`).
+
+    For an integrand analytic in a strip of half-width :math:`d`, :math:`E_h \approx 2M
+    e^{-2\pi d/h}` with :math:`M \ge` the integral (positive integrand), so
+    :math:`E_h \approx E_{2h}^2/(2M) \le \Delta^2/(2I)` with :math:`\Delta = |T_h - T_{2h}|
+    \approx E_{2h}`. We return :math:`\Delta^2/I` (a factor 2 of safety) once
+    :math:`\Delta \le` ``WOR_FAST_ASYMPTOTIC`` :math:`\cdot I`, else :math:`\Delta` itself.
+    An estimate, not a proof (docs section 7.4).
+    """
+    safe = np.maximum(value, 1e-300)
+    sq = change * change / safe
+    return np.where(change <= WOR_FAST_ASYMPTOTIC * safe, np.maximum(sq, 0.0), change)
+
+
+def _outside_masses(x: np.ndarray, top: int) -> np.ndarray:
+    """``out[m]`` = mass of ``x`` (non-negative) outside its ``m`` largest entries, ``m = 0..top``,
+    as sums of the remaining entries (never ``1 - top``).
+
+    The ``top`` largest entries are found among those above ``max(x) / 1024`` when there are enough
+    of them (one comparison pass), else by a full partition.
+    """
+    V = x.size
+    out = np.zeros(top + 1)
+    if top == 0:
+        out[0] = float(np.sum(x))
+        return out
+    if top >= V:
+        head = np.sort(x)[::-1]
+        rest = 0.0
+    else:
+        cut = float(np.max(x)) / 1024.0
+        above = x >= cut
+        sub = x[above]
+        if sub.size >= top:
+            part = np.partition(sub, sub.size - top)
+            head = np.sort(part[sub.size - top :])[::-1]
+            rest = float(np.sum(x, where=~above)) + float(np.sum(part[: sub.size - top]))
+        else:
+            part = np.partition(x, V - top)
+            head = np.sort(part[V - top :])[::-1]
+            rest = float(np.sum(part[: V - top]))
+    for m in range(top, -1, -1):
+        out[m] = rest + (float(np.sum(head[m:])) if m < head.size else 0.0)
+    return out
+
+
+def _t_jac(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Nodes :math:`t = \sigma(u)^2`, :math:`\sigma(u) = \log(1 + e^{v})`, :math:`v = u - e^{-u}`,
+    and :math:`dt/du`.
+
+    As :math:`u \to -\infty`, :math:`t \approx e^{2v}` decays double-exponentially (the integrand
+    behaves like :math:`t^{m+1}` at 0); for large :math:`u`, :math:`t \approx u^2`, so the node
+    spacing grows like :math:`\sqrt t`, the width of the bump of :math:`e^{-t}e_m` near
+    :math:`t \approx m` (docs section 7.2).
+    """
+    emu = np.exp(-u)
+    v = u - emu
+    sp = np.logaddexp(0.0, v)  # softplus, no overflow
+    sig = np.exp(v - sp)  # logistic sigmoid of v = d softplus / dv
+    return sp * sp, 2.0 * sp * sig * (1.0 + emu)
+
+
+def _u_of_t(t: float) -> float:
+    r"""Inverse of :func:`_t_jac`'s map: :math:`v = \log(e^{\sqrt t} - 1)`, then Newton on the
+    increasing :math:`u - e^{-u} = v`."""
+    sq = math.sqrt(t)
+    v = math.log(math.expm1(sq)) if sq < 30.0 else sq + math.log1p(-math.exp(-sq))
+    u = v if v > 0.0 else -math.log(1.0 - v)  # initial guess on each branch
+    for _ in range(100):
+        g = u - math.exp(-u) - v
+        u -= g / (1.0 + math.exp(-u))
+        if abs(g) <= 1e-13 * (1.0 + abs(v)):
+            break
+    return u
+
+
+def wor_prefix_fast(
+    p: np.ndarray,
+    q: np.ndarray,
+    n: int,
+    *,
+    mantissa_bits: int | None = None,
+    min_v: int = WOR_FAST_MIN_V,
+) -> WorFast | None:
+    r"""Exact :math:`\alpha^*` and witness for ``WithoutReplacement(q, n)``, one row, bucketed.
+
+    Parameters
+    ----------
+    p, q
+        ``(V,)`` float64 target and draft distributions (validated; ``q`` has at least ``n``
+        positive entries).
+    n
+        Number of drafts, ``>= 2``.
+    mantissa_bits
+        Float32 mantissa bits of the bucket key (default :func:`wor_fast_mantissa_bits`).
+    min_v
+        Smaller vocabularies return ``None`` (use the reference).
+
+    Returns
+    -------
+    WorFast or None
+        ``None`` when the fast path does not apply (small ``V``, peaked ``q`` needing deflation, too
+        many large tokens, an integration range beyond ``WOR_FAST_T_MAX``, a float64 overflow
+        risk, or an error bound above ``WOR_FAST_MAX_ERROR``); the caller then uses
+        :func:`spectheory.solvers.wor.wor_chain` on the sorted row. Otherwise ``error`` bounds
+        the absolute error of ``value`` (quadrature part: an estimate, see the docs).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    V = p.size
+    if V < min_v or n < 2:
+        return None
+    m_bits = wor_fast_mantissa_bits(V, n) if mantissa_bits is None else int(mantissa_bits)
+    if not 0 <= m_bits <= 23:
+        raise ValueError(f"argument 'mantissa_bits': must be in 0..23, got {m_bits}")
+    M = 1 << (8 + m_bits)
+    lo_all = _bucket_lower(m_bits)
+    info: dict[str, float] = {}
+
+    # --- 1. keys, occupied buckets, per-bucket sums -------------------------------------------
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = p / q
+        bits = r.astype(np.float32).view(np.uint32) >> np.uint32(23 - m_bits)
+    key = (bits & np.uint32(M - 1)).astype(np.intp)
+    bp_all = np.bincount(key, weights=p, minlength=M)
+    bq_all = np.bincount(key, weights=q, minlength=M)
+    # Buckets holding only p = q = 0 tokens change nothing on the chain and are skipped.
+    occ = np.flatnonzero((bp_all > 0) | (bq_all > 0))
+    nb = occ.size
+    info["buckets"] = float(nb)
+    bp = bp_all[occ]
+    bq = bq_all[occ]
+    tot = float(np.sum(q))
+    # 1 - q_i as the mass of the other tokens: tot - q_i is exact to a relative eps when
+    # q_i <= tot / 2; the (at most one) larger token gets the explicit sum of the others.
+    jmax = int(np.argmax(q))
+    rest = tot - q
+    if q[jmax] > 0.5 * tot:
+        rest[jmax] = float(np.sum(q[:jmax])) + float(np.sum(q[jmax + 1 :]))
+    # rest > 0: at least two tokens have q > 0 (n >= 2 positive entries, validated)
+    a = q / rest
+    ba = np.bincount(key, weights=a, minlength=M)[occ]
+    Pc = np.cumsum(bp)
+    Sc = np.cumsum(bq)
+    Ac = np.cumsum(ba)
+    lam = _suffix_after(bq)  # mass after each boundary: suffix sums of bucket masses
+    G = Ac.copy()
+    Gerr = 8 * _EPS * Ac
+    nodes_s = np.zeros(0)
+    coarse = np.zeros(0, dtype=bool)
+    h = trunc = tail = 0.0
+    rho = Iv = Im = np.zeros(0)
+    bnd: _Boundary | None = None
+    if n >= 3:
+        Kpos = int(np.count_nonzero(q))
+        rho = _outside_masses(q, n - 1)
+        if rho[n - 1] < WOR_RHO_MIN:
+            return None  # peaked: the reference deflates the dominant token
+        levels = list(range(2, n))
+        T = 1.0
+        Tstart = _tail_start(levels, rho)
+        for m in levels:
+            Tm = float(Tstart[m - 2])
+            while _tail(m, float(rho[m]), Kpos, Tm) > WOR_TAIL_TOL:
+                Tm *= 1.25
+                if Tm > WOR_FAST_T_MAX:
+                    return None
+            if Tm > WOR_FAST_T_MAX:
+                return None
+            T = max(T, Tm)
+            tail += _tail(m, float(rho[m]), Kpos, Tm)
+            tail += WOR_T_LO ** (m + 1) * math.exp((m - 1) * WOR_T_LO) / math.factorial(m + 1)
+        q1 = WOR_TIER1_X / T
+        q2 = WOR_TIER2_X / T
+        bidx = np.flatnonzero(q >= q2)
+        n_big = bidx.size
+        if n_big > WOR_FAST_MAX_BIG:
+            return None
+        info["big_tokens"] = float(n_big)
+        # e_m of the big tokens <= C(E, m) e^{(1 - rho_m) t}: stay far from float64 overflow.
+        logc = math.lgamma(n_big + 1) - math.lgamma(n) - math.lgamma(max(n_big - n + 2, 1))
+        if max(logc, 0.0) + (1.0 - float(rho[n - 1])) * T > 600.0:
+            return None
+        A = _taylor_table(n)
+        tiers: list[tuple[np.ndarray, np.ndarray, float]] = []
+        # Tier 1 (most tokens): masked weights over the whole row, no gather.
+        w1 = np.where(q < q1, q, 0.0)
+        mid = np.flatnonzero((q >= q1) & (q < q2))
+        for kk, w, X in ((key, w1, WOR_TIER1_X), (key[mid], q[mid], WOR_TIER2_X)):
+            if w.size == 0:
+                continue
+            K, tau = _taylor_degree(X, n)
+            cur = w.copy()
+            Mb = np.empty((nb, K))
+            for k in range(K):
+                Mb[:, k] = np.bincount(kk, weights=cur, minlength=M)[occ]
+                if k + 1 < K:
+                    cur *= w
+            tiers.append((np.cumsum(Mb, axis=0), A[:, 1 : K + 1].T.copy(), tau))
+            trunc = max(trunc, tau)
+        bo = bidx[np.argsort(r[bidx], kind="stable")] if n_big else bidx
+        # boundary b ends bucket occ[b]: big tokens with key <= occ[b]
+        big_cnt = (
+            np.searchsorted(np.sort(key[bo]), occ, side="right") if n_big else np.zeros(nb, dtype=np.intp)
+        )
+        bnd = _Boundary(n, tiers, q[bo], big_cnt)
+
+        # --- quadrature in u (map of _t_jac), halving the step until the error estimate is small -
+        u_lo, u_hi = _u_of_t(WOR_T_LO), _u_of_t(T)
+        h = WOR_FAST_STEP
+        J = max(2, math.ceil((u_hi - u_lo) / h))
+        nodes_s = u_lo + h * np.arange(J + 1)
+        val, maj = bnd.integrand(*_t_jac(nodes_s))
+        coarse = np.ones(nodes_s.size, dtype=bool)
+        Iv = h * val.sum(axis=1)
+        Im = h * maj.sum(axis=1)
+        while True:
+            mids = u_lo + h * (np.arange(J) + 0.5)
+            v2, m2 = bnd.integrand(*_t_jac(mids))
+            I_new = 0.5 * Iv + (h / 2) * v2.sum(axis=1)
+            Im = 0.5 * Im + (h / 2) * m2.sum(axis=1)
+            change = _quad_error(np.abs(I_new - Iv), I_new)
+            coarse = np.concatenate([np.ones(nodes_s.size, dtype=bool), np.zeros(mids.size, dtype=bool)])
+            nodes_s = np.concatenate([nodes_s, mids])
+            Iv = I_new
+            h /= 2
+            J *= 2
+            if float(np.max(change, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
+                break
+        info["quad_nodes"] = float(nodes_s.size)
+        # Rounding estimate (moments, exp series and products; relative) + Taylor remainder
+        # (n * tau * t, through the majorant Im) + quadrature change + tails.
+        rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n
+        G = G + Iv
+        Gerr = Gerr + change + tail + rel * Iv + n * (trunc + 64 * _EPS) * Im
+    Q_end = np.clip(Sc - lam * G, 0.0, 1.0)
+    err_end = lam * Gerr + 8 * _EPS * (Sc + lam * G)
+
+    # --- 2. best boundary and candidate buckets ---------------------------------------------
+    fend = 1.0 + Pc - Q_end
+    jb = int(np.argmin(fend))
+    if fend[jb] < 1.0:
+        best, best_err, thr = float(fend[jb]), float(err_end[jb]), int(occ[jb]) + 1
+    else:
+        best, best_err, thr = 1.0, 0.0, 0
+    Pb = np.concatenate([[0.0], Pc[:-1]])
+    lb = 1.0 + Pb + lo_all[occ] * bq - (Q_end + err_end)
+    cand = np.flatnonzero(lb < best + best_err)
+    value, value_err, error = best, best_err, best_err
+    n_eval = 0
+    error = max(error, float(np.max(err_end, initial=0.0)) if nb else 0.0)
+    extra = np.zeros(0, dtype=np.intp)
+    n_cand = 0
+    if cand.size:
+        cmask = np.zeros(M, dtype=bool)
+        cmask[occ[cand]] = True
+        idx = np.flatnonzero(cmask[key])
+        n_cand = idx.size
+        rc = r[idx]
+        rc = np.where(q[idx] > 0, rc, np.inf)
+        o = np.argsort(rc, kind="stable")
+        idx = idx[o]
+        kc = key[idx]
+        pos_b = np.searchsorted(occ, kc)  # boundary index of each candidate token's bucket
+        starts = np.flatnonzero(np.concatenate([[True], kc[1:] != kc[:-1]]))
+        ends = np.concatenate([starts[1:], [idx.size]])
+        t_nodes, jac_nodes = _t_jac(nodes_s)
+        if n >= 3 and bnd is not None:
+            # polynomial of each candidate run's base set (the boundary before its bucket)
+            bases = np.unique(np.maximum(pos_b[starts] - 1, 0))
+            Bc_all, S_all, _ = bnd.coeffs(t_nodes, bases)
+        w_nodes = np.where(coarse, 2 * h, 0.0)  # weights of the coarser rule (error estimate)
+        wexp = jac_nodes * np.exp(-t_nodes)
+        rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n if n >= 3 else 0.0
+
+        def token_integrals(qs: np.ndarray, basec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """sum_{m>=2} G_m-part for every prefix of tokens ``qs`` on top of a base polynomial
+            (coefficients ``(n, N)``), and its quadrature error estimate."""
+            c = np.expm1(qs[:, None] * t_nodes[None, :])
+            # sum_{m=2}^{n-1} [z^m](base * ext) = sum_b w_b ext_b, w_b = sum of base_a over
+            # 2 - b <= a <= n - 1 - b (positive sums)
+            wts = np.empty((n, t_nodes.size))
+            for bb in range(n):
+                wts[bb] = basec[max(0, 2 - bb) : n - bb].sum(axis=0)
+            vals = _chain_sum(c, wts) * wexp[None, :]
+            If = h * vals.sum(axis=1)
+            return If, _quad_error(np.abs(If - vals @ w_nodes), If)
+
+        for s0, s1 in zip(starts, ends, strict=True):
+            b = int(pos_b[s0])
+            ii = idx[s0:s1]
+            pr, qr, ar = p[ii], q[ii], a[ii]
+            Pk = (Pc[b - 1] if b > 0 else 0.0) + np.cumsum(pr)
+            Sk = (Sc[b - 1] if b > 0 else 0.0) + np.cumsum(qr)
+            lamk = lam[b] + _suffix_after(qr)
+            Gk = (Ac[b - 1] if b > 0 else 0.0) + np.cumsum(ar)
+            Gek = 8 * _EPS * Gk
+            L = ii.size
+            # (start, stop, Ifine, qerr, relative error factor) of the evaluated token slices
+            slices: list[tuple[int, int, np.ndarray, np.ndarray, float]] = []
+            if n < 3 or bnd is None:
+                slices.append((0, L, np.zeros(L), np.zeros(L), 0.0))
+            else:
+                if b > 0:
+                    ib = int(np.searchsorted(bases, b - 1))
+                    basec = _poly_mul(Bc_all[:, ib, :], S_all[:, ib, :], n)
+                    # the base polynomial carries the boundary's relative Taylor/rounding error
+                    fac = float(Im[b - 1] / Iv[b - 1]) if Iv[b - 1] > 0 else 0.0
+                else:
+                    basec = np.zeros((n, t_nodes.size))
+                    basec[0] = 1.0
+                    fac = 0.0
+                sub = None
+                if L >= WOR_FAST_SUB_MIN and bool(np.all(qr > 0)):
+                    sub = _sub_buckets(r[ii], qr, n, m_bits, q1, q2, t_nodes)
+                if sub is None:
+                    If, qe = token_integrals(qr, basec)
+                    slices.append((0, L, If, qe, fac))
+                else:
+                    # --- second level: boundaries of finer buckets inside this bucket --------
+                    sends, lo_sub, prodc, p1fac = sub
+                    full = _poly_mul(np.broadcast_to(basec[:, None, :], prodc.shape), prodc, n)
+                    # sum_{m>=2}[z^m] of the full polynomial at each sub-boundary
+                    vsub = full[2:].sum(axis=0) * wexp[None, :]
+                    Isub = h * vsub.sum(axis=1)
+                    qsub = _quad_error(np.abs(Isub - vsub @ w_nodes), Isub)
+                    msub = h * (full.sum(axis=0) * p1fac * wexp[None, :]).sum(axis=1)
+                    fsub = fac + float(np.max(msub / np.maximum(Isub, 1e-300)))
+                    Ge = Gk[sends] + Isub
+                    Gee = Gek[sends] + qsub + tail + (rel + n * (trunc + 64 * _EPS) * fsub) * Isub
+                    Qs = np.clip(Sk[sends] - lamk[sends] * Ge, 0.0, 1.0)
+                    es = lamk[sends] * Gee + 8 * _EPS * (Sk[sends] + lamk[sends] * Ge)
+                    fs = 1.0 + Pk[sends] - Qs
+                    error = max(error, float(np.max(es)))
+                    isb = int(np.argmin(fs))
+                    if fs[isb] < value:
+                        value, value_err = float(fs[isb]), float(es[isb])
+                        thr = int(occ[b])
+                        extra = idx[s0 : s0 + int(sends[isb]) + 1]
+                    # pruning inside the bucket, exactly as at the first level
+                    sstarts = np.concatenate([[0], sends[:-1] + 1])
+                    P0 = Pc[b - 1] if b > 0 else 0.0
+                    Pbs = np.where(sstarts > 0, Pk[np.maximum(sstarts - 1, 0)], P0)
+                    qsum = np.add.reduceat(qr, sstarts)
+                    lbs = 1.0 + Pbs + lo_sub * qsum - (Qs + es)
+                    for s_ in np.flatnonzero(lbs < value + value_err):
+                        a0, a1 = int(sstarts[s_]), int(sends[s_]) + 1
+                        bc = basec if s_ == 0 else full[:, s_ - 1, :]
+                        If, qe = token_integrals(qr[a0:a1], bc)
+                        slices.append((a0, a1, If, qe, fsub))
+                    info["sub_buckets"] = info.get("sub_buckets", 0.0) + float(sends.size)
+            for a0, a1, If, qe, fc in slices:
+                Gs = Gk[a0:a1] + If
+                Ges = Gek[a0:a1] + qe + tail + (rel + n * (trunc + 64 * _EPS) * fc) * If
+                if n < 3:
+                    Ges = Gek[a0:a1]
+                Qk = np.clip(Sk[a0:a1] - lamk[a0:a1] * Gs, 0.0, 1.0)
+                ek = lamk[a0:a1] * Ges + 8 * _EPS * (Sk[a0:a1] + lamk[a0:a1] * Gs)
+                fk = 1.0 + Pk[a0:a1] - Qk
+                i = int(np.argmin(fk))
+                error = max(error, float(np.max(ek)))
+                if fk[i] < value:
+                    value, value_err = float(fk[i]), float(ek[i])
+                    thr = int(occ[b])
+                    extra = idx[s0 : s0 + a0 + i + 1]
+                n_eval += a1 - a0
+    if not error <= WOR_FAST_MAX_ERROR:
+        return None  # cannot vouch for the accuracy: the caller uses the reference evaluator
+    mask = key < thr
+    if extra.size:
+        mask[extra] = True
+    info["candidate_tokens"] = float(n_cand)
+    info["evaluated_tokens"] = float(n_eval)
+    return WorFast(value=value, mask=mask, error=error, info=info)
