@@ -353,7 +353,10 @@ def test_layout_structure_property(seed: int, V: int, n: int) -> None:
     assert _cell_density(rule) < ROUND_TOL
     H = rule.witness & (q > 0)
     S_H = q[H].sum()
-    owner = np.repeat(np.arange(V), np.diff(rule.piece_ptr))
+    owner = rule.group_token[np.repeat(np.arange(len(rule.piece_ptr) - 1), np.diff(rule.piece_ptr))]
+    live_tokens = np.flatnonzero(q > 0)
+    np.testing.assert_array_equal(rule.group[rule.group_token], np.arange(len(rule.group_token)))
+    assert np.array_equal(np.sort(rule.group_token), live_tokens)
     live = rule.piece_mass > 0
     inner_piece = H[owner] & live
     assert np.all(rule.piece_end[inner_piece] <= S_H + ROUND_TOL)

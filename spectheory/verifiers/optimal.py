@@ -37,7 +37,11 @@ tokens whose slot is worth less than their target ("receivers") *exchange* unifo
 slot with later tokens worth more ("donors"), matched first-in-first-out by cumulative sums. An
 exchange of mass :math:`y` between slots :math:`k < j` moves :math:`y (s_j - s_k)` of selection
 value, :math:`s` being the slots' mean density :math:`\gamma/q`, so every token hits its target
-exactly. Cost: one sort plus :math:`O(V)` array passes.
+exactly. Cost: one sort plus :math:`O(V)` array passes (the matching is one stable merge of the
+breakpoints and two running counts, see :func:`_exchange`).
+
+A batched, jit-compiled JAX port of the same construction (float32 and float64, CPU or GPU) is
+:mod:`spectheory.verifiers.optimal_jax`.
 
 Small-V exact path
 ------------------
@@ -81,48 +85,61 @@ def _pow_diff(t: float, s: float, n: int) -> float:
 def _pow_diff_vec(t: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
     r"""Vectorised :func:`_pow_diff`: :math:`(t - s) h_{n-1}` with
     :math:`h_m = \sum_{i=0}^{m} t^i s^{m-i}` by the recurrence :math:`h_m = t\,h_{m-1} + s^m`
-    (no ``pow`` calls)."""
+    (no ``pow`` calls; in place, two temporaries)."""
     t = np.asarray(t, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
-    h = np.ones(np.broadcast(t, s).shape)
-    sp = np.ones_like(h)
-    for _ in range(n - 1):
-        sp = sp * s
-        h = h * t + sp
-    return np.maximum(t - s, 0.0) * h
+    d = t - s
+    np.maximum(d, 0.0, out=d)
+    if n == 1:
+        return d
+    h = t + s  # h_1
+    if n > 2:
+        sp = s * s
+        for m in range(2, n):
+            h *= t
+            h += sp
+            if m < n - 1:
+                sp *= s
+    d *= h
+    return d
 
 
 def _ipow(x: np.ndarray, n: int) -> np.ndarray:
-    r""":math:`x^n` for an integer :math:`n \ge 1` by repeated squaring (faster than ``**``)."""
+    r""":math:`x^n` for an integer :math:`n \ge 1` by repeated squaring (faster than ``**``),
+    in place on one fresh array (and a second one for odd factors)."""
+    base = np.array(x, dtype=np.float64)
     out: np.ndarray | None = None
-    base = np.asarray(x, dtype=np.float64)
     while True:
         if n & 1:
-            out = base if out is None else out * base
+            if out is None:
+                out = base.copy() if n > 1 else base
+            else:
+                out *= base
         n >>= 1
         if not n:
             return out  # type: ignore[return-value]
-        base = base * base
+        np.multiply(base, base, out=base)
 
 
 @dataclass(frozen=True)
 class _Pieces:
-    """Pieces of one side of the layout: ``owner`` (local token index) holds mass ``mass`` of slot
-    ``slot``, spread uniformly over it; ``rank`` numbers the pieces of each owner from 0 (its own
-    slot first); ``pairs`` counts the exchanges."""
+    """Pieces of the layout, grouped by owner (CSR): token ``k`` (local index, prefix order) owns
+    ``slot[ptr[k]:ptr[k+1]]`` / ``mass[ptr[k]:ptr[k+1]]``, its own slot first; each piece is the
+    mass ``mass`` of slot ``slot`` spread uniformly over it. ``pairs`` counts the exchanges;
+    ``value`` (:math:`\\sum` mass :math:`\\times s_{\\rm slot}`) and ``total`` (:math:`\\sum` mass)
+    are the per-token sums over the pieces."""
 
-    owner: np.ndarray
     slot: np.ndarray
     mass: np.ndarray
-    rank: np.ndarray
+    ptr: np.ndarray
     pairs: int
+    value: np.ndarray
+    total: np.ndarray
 
-
-def _run_rank(a: np.ndarray) -> np.ndarray:
-    """Index of every entry inside its run of equal values (``a`` sorted)."""
-    idx = np.arange(len(a))
-    head = np.concatenate([[True], a[1:] != a[:-1]])
-    return idx - np.maximum.accumulate(np.where(head, idx, 0))
+    @property
+    def owner(self) -> np.ndarray:
+        """Owner (local token index) of every piece."""
+        return np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr))
 
 
 def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> tuple[_Pieces,
@@ -136,15 +153,16 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
     target
         Wanted value :math:`t_k` of token ``k`` (its integral of :math:`n x^{n-1}`).
     block
-        Non-decreasing block id per token; exchanges never cross blocks.
+        Non-decreasing block id per token (``0, 1, ...`` without gaps); exchanges never cross
+        blocks.
     n
         Number of drafts.
 
     Returns
     -------
     pieces, s
-        The pieces and the slots' mean densities :math:`s_k = \gamma_k / |{\rm slot}_k|`, with
-        :math:`\gamma_k = S_{k+1}^n - S_k^n`.
+        The pieces, grouped by owner, and the slots' mean densities
+        :math:`s_k = \gamma_k / |{\rm slot}_k|`, with :math:`\gamma_k = S_{k+1}^n - S_k^n`.
 
     Notes
     -----
@@ -158,70 +176,129 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
     of mass :math:`m / (s_j - s_k)` (token :math:`k` takes that much of slot :math:`j` uniformly and
     gives the same mass of slot :math:`k` to :math:`j`), which moves exactly :math:`m` of value from
     :math:`j` to :math:`k`. The exchanged masses of a token add up to less than its slot (strictly).
+
+    The matching is one stable merge (``argsort(kind="stable")`` of three sorted runs: the
+    receivers' and donors' cumulative sums and the block starts) and two running counts: the
+    receiver (donor) of the elementary interval after breakpoint :math:`z_i` is the first whose
+    cumulative sum exceeds :math:`z_i`, i.e. the number of receiver (donor) breakpoints among
+    :math:`z_0, \dots, z_i`. Pairs come out sorted by receiver *and* by donor, so the pieces are
+    grouped by owner with monotone (cache-friendly) writes and no sort.
     """
     K = len(target)
-    L = S[1:] - S[:-1]
-    gam = _pow_diff_vec(S[1:], S[:-1], n)
+    S0, S1 = S[:-1], S[1:]
+    L = S1 - S0
+    gam = _pow_diff_vec(S1, S0, n)
     # Mean density n x^{n-1} over each slot; a slot lost to rounding gets the point density.
-    point = n * _ipow(S[1:], n - 1) if n > 1 else np.ones(K)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(L > 0, gam / np.where(L > 0, L, 1.0), point)
+    s = np.empty(K)
+    flat = np.flatnonzero(L <= 0)
+    np.divide(gam, L, out=s, where=L > 0) if len(flat) else np.divide(gam, L, out=s)
+    if len(flat):
+        s[flat] = n * _ipow(S1[flat], n - 1) if n > 1 else 1.0
     delta = target - gam
+    if K:
+        # A block of one token has delta = 0 exactly (its total is 0); drop the rounding residue,
+        # which would only create exchanges of rounding-level value. (On LM-like rows about half
+        # of H* sits in such blocks.)
+        first = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
+        size = np.diff(first, append=K)
+        delta[first[size == 1]] = 0.0
     up = np.maximum(delta, 0.0)
-    dn = np.maximum(-delta, 0.0)
-    nb = int(block[-1]) + 1 if K else 0
-    first = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
+    dn = up - delta  # = max(-delta, 0), exactly
+    recv, don = np.flatnonzero(delta > 0), np.flatnonzero(delta < 0)
+    nr, nd = len(recv), len(don)
+    if not (K and nr and nd):
+        ptr = np.arange(K + 1, dtype=np.int64)
+        return _Pieces(np.arange(K, dtype=np.int64), L, ptr, 0, L * s, L.copy()), s
+    nb = int(block[-1]) + 1
     A = np.bincount(block, weights=up, minlength=nb)
     B = np.bincount(block, weights=dn, minlength=nb)
-    off = np.concatenate([[0.0], np.cumsum(np.maximum(A, B))])[:-1]
-    cu, cd = np.cumsum(up), np.cumsum(dn)
-    U = cu - (cu - up)[first][block] + off[block]  # block-local inclusive cumulative up-mass
-    D = cd - (cd - dn)[first][block] + off[block]
-    recv, don = np.flatnonzero(up > 0), np.flatnonzero(dn > 0)
-    Ur, Dd = U[recv], D[don]
-    z = np.sort(np.concatenate([Ur, Dd, off]))
-    own_mass = L.copy()
-    owner: list[np.ndarray] = [np.arange(K)]
-    slot: list[np.ndarray] = [np.arange(K)]
-    mass: list[np.ndarray] = []
-    rank: list[np.ndarray] = [np.zeros(K, dtype=np.int64)]
-    npairs = 0
-    if len(z) > 1 and len(recv) and len(don):
-        m = z[1:] - z[:-1]
-        mid = 0.5 * (z[1:] + z[:-1])
-        k = recv[np.minimum(np.searchsorted(Ur, mid, side="left"), len(recv) - 1)]
-        j = don[np.minimum(np.searchsorted(Dd, mid, side="left"), len(don) - 1)]
-        ok = (
-            (m > 0)
-            & (mid <= U[k])
-            & (mid <= D[j])
-            & (mid > off[block[k]])
-            & (block[k] == block[j])
-            & (j > k)
-            & (s[j] > s[k])
-        )
-        k, j, m = k[ok], j[ok], m[ok]
-        if len(k):
-            # k and j are non-decreasing along z: equal pairs are consecutive, merge them.
-            head = np.concatenate([[True], (k[1:] != k[:-1]) | (j[1:] != j[:-1])])
+    AB = np.maximum(A, B)
+    off = np.zeros(nb)
+    # Widened by a few ulps: a block's cumulative sums (summed in another order) must stay below
+    # the next block's start, so that the merge keeps every kind of breakpoint in token order.
+    np.cumsum(AB[:-1] * (1.0 + 8.0 * np.finfo(np.float64).eps), out=off[1:])
+    # Block-local inclusive cumulative sums of delta+ (delta-), shifted by the block's offset.
+    shiftA = off - (np.cumsum(A) - A)
+    shiftB = off - (np.cumsum(B) - B)
+    U = np.cumsum(up.take(recv))
+    U += shiftA.take(block.take(recv))
+    D = np.cumsum(dn.take(don))
+    D += shiftB.take(block.take(don))
+    # Block starts are breakpoints too (only those of blocks with exchanges: an idle block
+    # starts where the next one does).
+    z = np.concatenate([U, D, off.take(np.flatnonzero(AB > 0))])
+    o = np.argsort(z, kind="stable")
+    z = z.take(o)
+    cntU = np.cumsum(o < nr, dtype=np.int32)
+    cntD = np.cumsum(o < nr + nd, dtype=np.int32)
+    cntD -= cntU
+    m = z[1:] - z[:-1]
+    kk, jj = cntU[:-1], cntD[:-1]
+    idx = np.flatnonzero((m > 0) & (kk < nr) & (jj < nd))
+    k, j, m, zlo = recv.take(kk.take(idx)), don.take(jj.take(idx)), m.take(idx), z.take(idx)
+    bk = block.take(k)
+    sk, sj = s.take(k), s.take(j)
+    ok = (zlo >= off.take(bk)) & (bk == block.take(j)) & (j > k) & (sj > sk)
+    allok = bool(ok.all())
+    if not allok:
+        # Rounding-level leftovers (a block end, a pair turned backwards in the last digits):
+        # keep them as zero-mass pieces rather than compressing every array.
+        m[np.flatnonzero(~ok)] = 0.0
+    npairs = len(k)
+    if npairs > 1:
+        # k and j are non-decreasing along z: equal pairs are consecutive, merge them.
+        head = np.empty(npairs, dtype=bool)
+        head[0] = True
+        np.not_equal(k[1:], k[:-1], out=head[1:])
+        head[1:] |= j[1:] != j[:-1]
+        if not head.all():
             start = np.flatnonzero(head)
-            msum = np.add.reduceat(m, start)
-            k, j = k[start], j[start]
-            y = msum / (s[j] - s[k])
-            used = np.bincount(k, weights=y, minlength=K) + np.bincount(j, weights=y, minlength=K)
-            # In exact arithmetic used < L strictly; rounding can only touch the last digits.
-            own_mass = np.maximum(L - used, 0.0)
-            owner += [k, j]
-            slot += [j, k]
-            mass += [y, y]
-            rank += [1 + _run_rank(k), 1 + _run_rank(j)]  # a token is receiver or donor, not both
+            m = np.add.reduceat(m, start)
+            k, j, sk, sj = k.take(start), j.take(start), sk.take(start), sj.take(start)
             npairs = len(k)
-    mass = [own_mass, *mass]
-    pieces = _Pieces(
-        owner=np.concatenate(owner), slot=np.concatenate(slot), mass=np.concatenate(mass),
-        rank=np.concatenate(rank), pairs=npairs,
-    )
-    return pieces, s
+    if allok:
+        y = m / (sj - sk)
+    else:  # a (merged) pair with m > 0 has a valid entry, hence s_j > s_k
+        y = np.zeros(npairs)
+        np.divide(m, sj - sk, out=y, where=m > 0)
+    cR = np.bincount(k, minlength=K)
+    cD = np.bincount(j, minlength=K)
+    # Exclusive cumulative counts; a token is a receiver or a donor, never both.
+    cRx = np.cumsum(cR)
+    cRx -= cR
+    cDx = np.cumsum(cD)
+    cDx -= cD
+    ptr = np.empty(K + 1, dtype=np.int64)
+    ptr[0] = 0
+    ptr[1:] = cRx + cDx
+    ptr[1:] += cR + cD
+    ptr[1:] += np.arange(1, K + 1)
+    i = np.arange(1, npairs + 1)
+    dR = cDx.take(k)  # ptr[k] + 1 + (rank of the pair among k's) = k + cDx[k] + 1 + i
+    dR += k
+    dR += i
+    dD = cRx.take(j)
+    dD += j
+    dD += i
+    used = np.bincount(k, weights=y, minlength=K)
+    used += np.bincount(j, weights=y, minlength=K)
+    # In exact arithmetic used < L strictly; rounding can only touch the last digits.
+    own = L - used
+    np.maximum(own, 0.0, out=own)
+    value = own * s
+    value += np.bincount(k, weights=y * sj, minlength=K)
+    value += np.bincount(j, weights=y * sk, minlength=K)
+    P = K + 2 * npairs
+    slot_out = np.empty(P, dtype=np.int64)
+    mass_out = np.empty(P)
+    first = ptr[:-1]
+    slot_out[first] = np.arange(K)
+    slot_out[dR] = j
+    slot_out[dD] = k
+    mass_out[first] = own
+    mass_out[dR] = y
+    mass_out[dD] = y
+    return _Pieces(slot_out, mass_out, ptr, npairs, value, own + used), s
 
 
 # ------------------------------------------------------------------------------------ rule types
@@ -273,10 +350,14 @@ class LayoutRule(_RuleBase):
     Attributes
     ----------
     group
-        Group id per token (``-1`` for tokens with :math:`q = 0`); every live token is its own
-        group (``group[y] == y``).
+        Group id per token (``-1`` for tokens with :math:`q = 0`): every live token is its own
+        group, numbered by its rank in the prefix order (ascending :math:`p/q`), so that the pieces
+        are laid out in the order the construction produces them.
+    group_token
+        The token of every group (``group_token[group[y]] == y`` for live ``y``).
     piece_start, piece_end, piece_mass, piece_ptr
-        Pieces of every group, CSR layout: group ``g`` owns ``piece_*[piece_ptr[g]:piece_ptr[g+1]]``.
+        Pieces of every group, CSR layout: group ``g`` owns ``piece_*[piece_ptr[g]:piece_ptr[g+1]]``
+        (its own slot first).
     selection
         Selection marginal :math:`r(y)`.
     accept_prob
@@ -291,6 +372,7 @@ class LayoutRule(_RuleBase):
     accept_prob: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     _cum: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     piece_mass: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    group_token: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     # -------------------------------------------------------------- sampling
     def positions(self, drafts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -470,16 +552,23 @@ def _sorted_prefix(p: np.ndarray, q: np.ndarray, n: int) -> _Prefix:
     order of :math:`p/q` (the empty set included). The layout and the closed-form accepted mass
     both read :math:`H^*` off this one order, so they always agree on it.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
+    # Tokens with q = 0 get NaN, which argsort puts after every number (+inf included: a live
+    # token whose ratio overflows still sorts before the dead ones).
+    live = q > 0
+    ratio = np.full(p.shape, np.nan)
+    with np.errstate(divide="ignore", over="ignore"):
+        np.divide(p, q, out=ratio, where=live)
     # Ties in p/q may come in any order (the chain is concave inside a tie group, theory notes);
     # the unstable SIMD sort is several times faster than a stable one.
     order = np.argsort(ratio)
-    nlive = int(np.count_nonzero(q > 0))
+    nlive = int(np.count_nonzero(live))
     ps, qs = p[order[:nlive]], q[order[:nlive]]
     P, Q = np.cumsum(ps), np.cumsum(qs)
-    chain = 1.0 + P - _ipow(np.minimum(Q, 1.0), n)
-    full = np.concatenate([[1.0], chain])
+    full = np.empty(nlive + 1)
+    full[0] = 1.0
+    Sn = _ipow(np.minimum(Q, 1.0), n)
+    np.add(P, 1.0, out=full[1:])
+    full[1:] -= Sn
     kstar = int(np.argmin(full))
     return _Prefix(order, nlive, ps, qs, P, Q, kstar, float(full[kstar]))
 
@@ -506,10 +595,12 @@ def _inner_targets(pi: np.ndarray, qi: np.ndarray, Sc: np.ndarray, Pc: np.ndarra
     rho = pi / qi
     F = rho * (Sc[1:] - Sc[lo][blk]) + (Pc[hi][blk] - Pc[1:])
     raised = F < total[blk]
-    unr_p = np.bincount(blk, weights=np.where(raised, 0.0, pi), minlength=nb)
-    ra_q = np.bincount(blk, weights=np.where(raised, qi, 0.0), minlength=nb)
-    c = np.where(ra_q > 0, (total - unr_p) / np.where(ra_q > 0, ra_q, 1.0), 0.0)
-    r = np.where(raised, np.maximum(c[blk] * qi, pi), pi)
+    unr_p = np.bincount(blk, weights=pi * ~raised, minlength=nb)
+    ra_q = np.bincount(blk, weights=qi * raised, minlength=nb)
+    c = np.zeros(nb)
+    np.divide(total - unr_p, ra_q, out=c, where=ra_q > 0)
+    # max(p, c q) on raised tokens, p on the others (c q * 0 = 0 <= p there).
+    r = np.maximum(pi, (c[blk] * qi) * raised)
     return r, blk
 
 
@@ -546,7 +637,8 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
     -----
     One sort (the prefix order) and :math:`O(V)` vectorised passes: slots in ascending :math:`p/q`
     order, water-filled targets (:func:`_inner_targets`, :func:`_outer_targets`) and the
-    first-in-first-out slot exchange (:func:`_exchange`). Proofs in ``docs/optimal_verifier.md``.
+    first-in-first-out slot exchange (:func:`_exchange`), run once over both sides (the outer side
+    is one more block). Proofs in ``docs/optimal_verifier.md``.
     """
     pv = as_distribution(p, "p", allow_batch=False)
     qv = as_distribution(q, "q", allow_batch=False)
@@ -555,64 +647,58 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
         raise SpecTheoryInputError(
             f"argument 'q': vocabulary size {qv.shape[0]} does not match p's {pv.shape[0]}"
         )
+    return _layout_rule_checked(pv, qv, n)
+
+
+def _layout_rule_checked(pv: np.ndarray, qv: np.ndarray, n: int) -> LayoutRule:
+    """:func:`layout_rule` on validated float64 rows of equal length."""
     V = pv.shape[0]
     pre = _sorted_prefix(pv, qv, n)
-    order, kstar, alpha, nlive = pre.order, pre.kstar, pre.alpha, pre.nlive
+    order, kstar, alpha, K = pre.order, pre.kstar, pre.alpha, pre.nlive
+    live = order[:K]
+    # Slot boundaries: the prefix sums of q in the prefix order, H* first.
+    S = np.empty(K + 1)
+    S[0] = 0.0
+    S[1:] = pre.Q
+    target = np.empty(K)
+    block = np.empty(K, dtype=np.int64)
+    blocks = 0
+    if kstar:
+        Pc = np.empty(kstar + 1)
+        Pc[0] = 0.0
+        Pc[1:] = pre.P[:kstar]
+        target[:kstar], block[:kstar] = _inner_targets(
+            pre.ps[:kstar], pre.qs[:kstar], S[: kstar + 1], Pc, n
+        )
+        blocks = int(block[kstar - 1]) + 1
+    if K > kstar:
+        target[kstar:] = _outer_targets(
+            pre.ps[kstar:], pre.qs[kstar:], _pow_diff(float(S[K]), float(S[kstar]), n)
+        )
+        block[kstar:] = blocks
+        blocks += 1
+    L = S[1:] - S[:-1]
+    # Targets are selection masses r; the layout value of a slot of length L is r * L / q.
+    pcs, _ = _exchange(S, target * (L / pre.qs), block, n)
+    slot, mass, ptr = pcs.slot, pcs.mass, pcs.ptr
+    ps, pe = S.take(slot), S[1:].take(slot)
+    cum = np.empty(len(mass) + 1)
+    cum[0] = 0.0
+    np.cumsum(mass, out=cum[1:])
+    # Selection marginal of every live token from its pieces (Lemma 1), in the prefix order.
+    r_loc = np.zeros(K)
+    np.divide(pre.qs * pcs.value, pcs.total, out=r_loc, where=pcs.total > 0)
+    group = np.full(V, -1, dtype=np.int64)
+    group[live] = np.arange(K)
+    r = np.zeros(V)
+    r[live] = r_loc
+    acc_prob = np.zeros(V)
+    np.divide(pv, r, out=acc_prob, where=r > 0)
+    np.minimum(acc_prob, 1.0, out=acc_prob)
+    a = np.minimum(pv, r)
     witness = np.zeros(V, dtype=bool)
     witness[order[:kstar]] = True
-    # Slot boundaries: the prefix sums of q in the prefix order, H* first.
-    Sall = np.concatenate([[0.0], pre.Q])
-    Pall = np.concatenate([[0.0], pre.P])
-    owners: list[np.ndarray] = []
-    ranks: list[np.ndarray] = []
-    starts: list[np.ndarray] = []
-    ends: list[np.ndarray] = []
-    masses: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    pairs = 0
-    blocks = 0
-    for lo_i, hi_i in ((0, kstar), (kstar, nlive)):
-        if hi_i <= lo_i:
-            continue
-        toks = order[lo_i:hi_i]
-        pt, qt = pre.ps[lo_i:hi_i], pre.qs[lo_i:hi_i]
-        S = Sall[lo_i : hi_i + 1]
-        if lo_i == 0:
-            r, blk = _inner_targets(pt, qt, S, Pall[: hi_i + 1], n)
-        else:
-            r = _outer_targets(pt, qt, _pow_diff(float(S[-1]), float(S[0]), n))
-            blk = np.zeros(len(toks), dtype=np.int64)
-        blocks += int(blk[-1]) + 1
-        L = S[1:] - S[:-1]
-        pcs, s = _exchange(S, r * (L / qt), blk, n)
-        pairs += pcs.pairs
-        owners.append(toks[pcs.owner])
-        ranks.append(pcs.rank)
-        starts.append(S[pcs.slot])
-        ends.append(S[pcs.slot + 1])
-        masses.append(pcs.mass)
-        values.append(pcs.mass * s[pcs.slot])
-
-    def cat(xs: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(xs) if xs else np.zeros(0, dtype=dtype)
-
-    own, rk = cat(owners, np.int64), cat(ranks, np.int64)
-    # CSR by token without a sort: piece goes to ptr[owner] + rank (zero-mass pieces are kept;
-    # they are never drawn).
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=V))]).astype(np.int64)
-    dest = ptr[own] + rk
-    mass_f, val_f = cat(masses, np.float64), cat(values, np.float64)
-    ps, pe, pm = (np.empty(len(own)) for _ in range(3))
-    ps[dest], pe[dest], pm[dest] = cat(starts, np.float64), cat(ends, np.float64), mass_f
-    cum = np.concatenate([[0.0], np.cumsum(pm)])
-    gmass = np.bincount(own, weights=mass_f, minlength=V)
-    gval = np.bincount(own, weights=val_f, minlength=V)
-    group = np.where(qv > 0, np.arange(V), -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(gmass > 0, qv * gval / np.where(gmass > 0, gmass, 1.0), 0.0)
-        acc_prob = np.where(r > 0, np.minimum(1.0, pv / np.where(r > 0, r, 1.0)), 0.0)
-    a = np.minimum(pv, r)
-    info = {"pieces": len(ps), "exchanges": pairs, "blocks": blocks}
+    info = {"pieces": len(mass), "exchanges": pcs.pairs, "blocks": blocks}
     return LayoutRule(
         p=pv,
         q=qv,
@@ -622,13 +708,14 @@ def layout_rule(p: Any, q: Any, n: int) -> LayoutRule:
         accepted=a,
         residual=_residual(pv, a),
         group=group,
+        group_token=live,
         piece_start=ps,
         piece_end=pe,
         piece_ptr=ptr,
         selection=r,
         accept_prob=acc_prob,
         _cum=cum,
-        piece_mass=pm,
+        piece_mass=mass,
         info=info,
     )
 
@@ -784,7 +871,7 @@ class Optimal(Verifier):
             return self._cache[1]  # type: ignore[return-value]
         rule: LayoutRule | LPRule
         if self.method == "layout":
-            rule = layout_rule(pv, qv, n)
+            rule = _layout_rule_checked(pv, qv, n)
         else:
             rule = lp_rule(pv, self.scheme(qv, n))
         self._cache = (key, rule)
