@@ -6,8 +6,9 @@
 #
 #     bash benchmarks/gpu.sh            # results in $OUT if set, else benchmarks/results
 #
-# Total time is bounded (~5 minutes): each step has its own timeout and a failure in one step does
-# not stop the next.
+# Total time is bounded (~8 minutes): each step has its own timeout and a failure in one step does
+# not stop the next. Steps: correctness checks; the alpha* table (sort path and sort-free path,
+# i.i.d. and without replacement); the optimal verifier's setup/sampling on the device.
 set -u
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/results}"
@@ -33,6 +34,11 @@ timeout 180 "$PY" benchmarks/bench_jax.py --gpu --out "$OUT_DIR" --budget 150 \
     --note "gpu.sh" 2>&1 | tee "$OUT_DIR/bench_jax_gpu.log"
 bench_rc=${PIPESTATUS[0]}
 
-echo "== done: gpu_check rc=$check_rc, bench rc=$bench_rc; results in $OUT_DIR"
+echo "== optimal verifier (benchmarks/bench_optimal_verifier.py --gpu)"
+timeout 200 "$PY" benchmarks/bench_optimal_verifier.py --gpu --out "$OUT_DIR" --budget-s 170 2>&1 \
+    | tee "$OUT_DIR/bench_optimal_verifier_gpu.log"
+opt_rc=${PIPESTATUS[0]}
+
+echo "== done: gpu_check rc=$check_rc, bench rc=$bench_rc, optimal rc=$opt_rc; results in $OUT_DIR"
 ls -l "$OUT_DIR"
-exit $(( check_rc != 0 || bench_rc != 0 ))
+exit $(( check_rc != 0 || bench_rc != 0 || opt_rc != 0 ))
