@@ -332,6 +332,35 @@ def _check_args(
     return C, m
 
 
+def _run(
+    p: Array,
+    q: Array,
+    n: int,
+    capacity: int | None,
+    mantissa_bits: int | None,
+    compensated: bool | None,
+    split_sums: bool | None,
+    with_mask: bool,
+) -> tuple[Array, Array, Array, Array, Array | None]:
+    """Validate, flatten the batch, run :func:`_bucketed_2d`, restore the batch shape."""
+    C, m = _check_args(p, q, n, capacity, mantissa_bits)
+    V = p.shape[-1]
+    comp = core._default_compensated(p, compensated)
+    if split_sums is None:
+        split = jnp.dtype(p.dtype) != jnp.dtype(jnp.float64)
+    else:
+        split = bool(split_sums)
+    batch = p.shape[:-1]
+    p2 = jnp.reshape(p, (-1, V))
+    q2 = jnp.reshape(q, (-1, V)).astype(p2.dtype)
+    value, k, count, overflow, mask = _bucketed_2d(
+        p2, q2, int(n), m, C, comp, split, with_mask=with_mask
+    )
+    if mask is not None:
+        mask = mask.reshape((*batch, V))
+    return value.reshape(batch), k.reshape(batch), count.reshape(batch), overflow, mask
+
+
 _STATIC = ("n", "capacity", "mantissa_bits", "compensated", "split_sums")
 
 
@@ -374,20 +403,10 @@ def alpha_iid_bucketed_info(
     BucketedOut
         ``(value, k, num_candidates, overflow)``.
     """
-    C, m = _check_args(p, q, n, capacity, mantissa_bits)
-    V = p.shape[-1]
-    comp = core._default_compensated(p, compensated)
-    if split_sums is None:
-        split = jnp.dtype(p.dtype) != jnp.dtype(jnp.float64)
-    else:
-        split = bool(split_sums)
-    batch = p.shape[:-1]
-    p2 = jnp.reshape(p, (-1, V))
-    q2 = jnp.reshape(q, (-1, V)).astype(p2.dtype)
-    value, k, count, overflow, _ = _bucketed_2d(p2, q2, int(n), m, C, comp, split)
-    return BucketedOut(
-        value.reshape(batch), k.reshape(batch), count.reshape(batch), overflow
+    value, k, count, overflow, _ = _run(
+        p, q, n, capacity, mantissa_bits, compensated, split_sums, with_mask=False
     )
+    return BucketedOut(value, k, count, overflow)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -406,17 +425,10 @@ def alpha_iid_bucketed_mask(
     threshold bucket, plus the first buffer tokens in ratio order (one scatter of the buffer).
     This is what ``optimal_acceptance(..., backend="jax", iid_method="bucketed")`` calls.
     """
-    C, m = _check_args(p, q, n, capacity, mantissa_bits)
-    V = p.shape[-1]
-    comp = core._default_compensated(p, compensated)
-    split = (
-        jnp.dtype(p.dtype) != jnp.dtype(jnp.float64) if split_sums is None else bool(split_sums)
+    value, k, _, _, mask = _run(
+        p, q, n, capacity, mantissa_bits, compensated, split_sums, with_mask=True
     )
-    batch = p.shape[:-1]
-    p2 = jnp.reshape(p, (-1, V))
-    q2 = jnp.reshape(q, (-1, V)).astype(p2.dtype)
-    value, k, _, _, mask = _bucketed_2d(p2, q2, int(n), m, C, comp, split, with_mask=True)
-    return value.reshape(batch), k.reshape(batch), mask.reshape((*batch, V))
+    return value, k, mask
 
 
 @partial(jax.jit, static_argnames=_STATIC)
