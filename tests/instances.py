@@ -21,3 +21,24 @@ def random_pair(
             q[k] = 0.0
             q /= q.sum()
     return p, q
+
+
+def chi2_top_and_rest(p: np.ndarray, out: np.ndarray, top: int, rest_bins: int) -> tuple[float, int]:
+    """Chi-square statistic of the samples ``out`` (token ids) against the law ``p``, over the
+    ``top`` most likely tokens plus ``rest_bins`` equal-mass bins of the rest; returns
+    ``(chi2, degrees of freedom)``."""
+    V = len(p)
+    best = np.argsort(-p)[:top]
+    rest = np.setdiff1d(np.arange(V), best)
+    rest = rest[np.argsort(p[rest])]
+    edges = np.searchsorted(
+        np.cumsum(p[rest]) / p[rest].sum(), np.linspace(0, 1, rest_bins + 1)[1:-1]
+    )
+    bins = np.zeros(V, dtype=np.int64)
+    bins[best] = np.arange(top)
+    for b, chunk in enumerate(np.split(rest, edges)):
+        bins[chunk] = top + b
+    nb = top + rest_bins
+    expected = np.bincount(bins, weights=p, minlength=nb) * len(out)
+    observed = np.bincount(bins[out], minlength=nb)
+    return float(np.sum((observed - expected) ** 2 / expected)), nb - 1

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st_h
+from instances import chi2_top_and_rest
 
 import spectheory as st
 from spectheory.verifiers import acceptance, names
@@ -243,18 +244,7 @@ def test_monte_carlo_32k(n: int) -> None:
     se = math.sqrt(alpha * (1 - alpha) / N)
     assert abs(acc.mean() - alpha) < MC_SIGMAS * se + 1e-12
     # Output law: chi-square over the 30 most likely tokens plus 10 equal-mass bins of the rest.
-    top = np.argsort(-p)[:30]
-    rest = np.setdiff1d(np.arange(V), top)
-    rest = rest[np.argsort(p[rest])]
-    edges = np.searchsorted(np.cumsum(p[rest]) / p[rest].sum(), np.linspace(0, 1, 11)[1:-1])
-    bins = np.zeros(V, dtype=np.int64)
-    bins[top] = np.arange(30)
-    for b, chunk in enumerate(np.split(rest, edges)):
-        bins[chunk] = 30 + b
-    expected = np.bincount(bins, weights=p, minlength=40) * N
-    observed = np.bincount(bins[out], minlength=40)
-    chi2 = float(np.sum((observed - expected) ** 2 / expected))
-    df = 39
+    chi2, df = chi2_top_and_rest(p, out, 30, 10)
     assert chi2 < df + MC_SIGMAS * math.sqrt(2 * df)
 
 

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 import pytest
+from instances import chi2_top_and_rest
 
 import spectheory as st
 from spectheory.verifiers.optimal import layout_rule
@@ -185,19 +186,8 @@ def test_float32_bound_and_sampling_32k() -> None:
         se = math.sqrt(alpha[b] * (1 - alpha[b]) / N)
         assert abs(acc[:, b].mean() - alpha[b]) < MC_SIGMAS * se + FLOAT32_ACCEPTANCE_BOUND
         # Chi-square over the 20 most likely tokens plus 10 equal-mass bins of the rest.
-        p = P64[b]
-        top = np.argsort(-p)[:20]
-        rest = np.setdiff1d(np.arange(V), top)
-        rest = rest[np.argsort(p[rest])]
-        edges = np.searchsorted(np.cumsum(p[rest]) / p[rest].sum(), np.linspace(0, 1, 11)[1:-1])
-        bins = np.zeros(V, dtype=np.int64)
-        bins[top] = np.arange(20)
-        for i, chunk in enumerate(np.split(rest, edges)):
-            bins[chunk] = 20 + i
-        expected = np.bincount(bins, weights=p, minlength=30) * N
-        observed = np.bincount(bins[out[:, b]], minlength=30)
-        chi2 = float(np.sum((observed - expected) ** 2 / expected))
-        assert chi2 < 29 + MC_SIGMAS * math.sqrt(2 * 29)
+        chi2, df = chi2_top_and_rest(P64[b], out[:, b], 20, 10)
+        assert chi2 < df + MC_SIGMAS * math.sqrt(2 * df)
 
 
 def test_sampling_small_against_p() -> None:
