@@ -424,9 +424,13 @@ def test_fast_matches_reference_32k(n: int) -> None:
 
 
 @pytest.mark.parametrize(("n", "bits"), [(3, 1), (5, 1), (8, 2), (16, 1)])
-def test_fast_second_level_buckets(n: int, bits: int) -> None:
+def test_fast_second_level_buckets(n: int, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Wide first-level buckets force the second level (finer buckets inside the candidate
-    buckets); value and witness still equal the reference's."""
+    buckets); value and witness still equal the reference's. (n = 3 with the closed form off:
+    the closed form evaluates every candidate token exactly and needs no second level.)"""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CLOSED3", False)
     p, q = close_instance(16384 + n, 16384)
     fr = wor_prefix_fast(p, q, n, mantissa_bits=bits)
     assert fr is not None
@@ -518,3 +522,138 @@ def test_fast_batched_rows() -> None:
         ref, rmask, _ = reference_alpha(P[b], Qm[b], 4)
         assert abs(r.value[b] - ref) <= EXACT_TOL
         assert np.array_equal(r.witness[b], rmask)
+
+
+# --------------------------------------------------------------------------- fast path, round 2
+# Progressive pruning of the boundary quadrature, G_1 and q(bucket) from the moment series, the
+# cheaper outside masses. References: the full-sort reference evaluator and exact Fractions.
+from spectheory.solvers.wor_fast import _odds, _outside_masses_lower  # noqa: E402
+
+#: _outside_masses_lower may fall below the exact outside mass by at most this (relative to the
+#: total mass: its documented margin 2 (log2 V + 8) eps plus the rounding of the sums).
+OUTSIDE_MARGIN_TOL = 1e-12
+#: q/(tot - q) in float64 against the exact Fraction: a few roundings.
+ODDS_RTOL = 1e-14
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    V=st.integers(2, 3000),
+    top=st.integers(1, 16),
+    kind=st.sampled_from(["dirichlet", "peaked", "zeros", "flat"]),
+)
+def test_outside_masses_lower_is_a_tight_lower_bound(seed: int, V: int, top: int, kind: str) -> None:
+    """out[m] <= mass outside the m largest entries (exact reference: _outside_masses, sums of
+    the remaining entries), and not lower by more than the margin."""
+    rng = np.random.default_rng(seed)
+    x = rng.dirichlet(np.ones(V))
+    if kind == "peaked":
+        x[rng.integers(V)] += 50.0
+    elif kind == "zeros":
+        x[rng.random(V) < 0.5] = 0.0
+        x[0] += 1e-3
+    elif kind == "flat":
+        x = np.full(V, 1.0) + 1e-9 * rng.random(V)
+    x = x / x.sum()
+    tot = float(np.sum(x))
+    top = min(top, V)
+    lo = _outside_masses_lower(x, top, tot)
+    ex = _outside_masses(x, top)
+    assert lo.shape == ex.shape == (top + 1,)
+    assert np.all(lo <= ex)
+    assert np.all(ex - lo <= OUTSIDE_MARGIN_TOL * tot)
+
+
+def test_odds_match_fractions() -> None:
+    """q_i / (1 - q_i) with 1 - q_i as the sum of the others, against exact Fractions, including
+    one token above half the mass (explicit sum of the others)."""
+    w = [7, 1, 3, 2, 0, 5, 40]
+    tot_f = sum(w)
+    q = np.array([x / tot_f for x in w])
+    idx = np.arange(len(w))
+    got = _odds(q, idx, float(np.sum(q)))
+    qf = [Fraction(x, tot_f) for x in w]
+    ref = [float(qi / (1 - qi)) for qi in qf]
+    assert np.allclose(got, ref, rtol=ODDS_RTOL, atol=0.0)
+    assert got[-1] > 1.0  # the token above half the mass
+
+
+@pytest.mark.parametrize("n", [3, 4, 8])
+def test_fast_dominant_token_above_half(n: int) -> None:
+    """One token holds 0.6 of q (not peaked enough to need deflation): its G_1 term uses the
+    explicit sum of the others, all other tokens come through the moment series."""
+    rng = np.random.default_rng(30 + n)
+    V = 5000
+    q = np.empty(V)
+    q[np.arange(V) != 123] = rng.dirichlet(np.ones(V - 1)) * 0.4
+    q[123] = 0.6
+    p = rng.dirichlet(np.ones(V))
+    check_fast(p, q, n)
+
+
+@pytest.mark.parametrize("n", [4, 6])
+def test_fast_second_tier_dominates(n: int) -> None:
+    """Near-uniform q at V = 3000: every token has q_i T between 1e-3 and 0.1 (the gathered
+    second moment tier), so G_1 and q(bucket) come from that tier's series."""
+    rng = np.random.default_rng(40 + n)
+    V = 3000
+    q = 1.0 + 0.5 * rng.random(V)
+    q /= q.sum()
+    p = q * np.exp(0.3 * rng.normal(size=V))
+    p /= p.sum()
+    check_fast(p, q, n)
+
+
+@pytest.mark.parametrize("n", [4, 8, 16])
+def test_fast_progressive_pruning(n: int) -> None:
+    """Only a few boundaries are refined past the first rule, and the answer (value and
+    witness) is still the reference's; the reported bound covers the difference."""
+    p, q = close_instance(7 + n, 65536)
+    fr = wor_prefix_fast(p, q, n)
+    assert fr is not None
+    assert fr.info["refined_boundaries"] < fr.info["buckets"]
+    ref, rmask, rerr = reference_alpha(p, q, n)
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert np.array_equal(fr.mask, rmask)
+
+
+#: The closed form and the quadrature evaluate the same G_2 (same conventions); they agree to
+#: their reported bounds, far below this.
+CLOSED_VS_QUAD_TOL = 1e-12
+
+
+@pytest.mark.parametrize(("V", "seed", "shift"), [(32768, 1, 0.0), (8192, 2, -5e-10), (4096, 3, 0.0)])
+def test_fast_closed_form_n3(V: int, seed: int, shift: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """n = 3 uses the exact pair-sum closed form (no quadrature nodes): equal to the reference
+    evaluator (value, witness) and to the quadrature fast path; also for a q whose sum is off
+    by 5e-10 (inside the validation tolerance: both evaluators use the same conventions)."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    p, q = close_instance(seed, V)
+    q = q * (1.0 + shift)
+    fr = wor_prefix_fast(p, q, 3)
+    assert fr is not None
+    assert fr.info["closed_form"] == 1.0 and fr.info["quad_nodes"] == 0.0
+    assert fr.error <= WOR_FAST_MAX_ERROR
+    ref, rmask, rerr = reference_alpha(p, q, 3)
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert np.array_equal(fr.mask, rmask)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CLOSED3", False)
+    fq = wor_prefix_fast(p, q, 3)
+    assert fq is not None and "closed_form" not in fq.info
+    assert abs(fr.value - fq.value) <= CLOSED_VS_QUAD_TOL
+
+
+def test_fast_closed_form_n3_dominant_pair() -> None:
+    """n = 3, two large tokens (0.45 and 0.3) among many small ones: the big-big pair term and
+    the big-small series with (1 - x) far from 1."""
+    rng = np.random.default_rng(77)
+    V = 4096
+    q = np.empty(V)
+    q[2:] = rng.dirichlet(np.ones(V - 2)) * 0.25
+    q[0], q[1] = 0.45, 0.3
+    p = rng.dirichlet(np.ones(V))
+    check_fast(p, q, 3)

@@ -18,7 +18,11 @@ minimum and witness from far less work (proofs in ``docs/without_replacement.md`
    come from per-bucket moments :math:`M_k = \sum_i q_i^k` (truncated Taylor series with a proved
    remainder bound). The cost per node is :math:`O(\text{buckets}\cdot n (K + n))`, not
    :math:`O(nV)`. Nodes: trapezoid rule in :math:`u`, :math:`t = \log(1 + e^{u - e^{-u}})^2`
-   (35-55 nodes for :math:`n \le 16`, the reference uses 120-260).
+   (35-57 nodes for :math:`n \le 16`, the reference uses 120-260).
+   For ``n = 3`` the quadrature is replaced by an exact closed form: :math:`G_2` is a sum of
+   pair terms :math:`f(q_i, q_j)`, evaluated through the same moments (section 7.7).
+   Boundaries are refined progressively: the first rule brackets all of them and only those that
+   can still matter get the finer rules (section 7.4).
 3. **Pruning.** By the increasing-slopes lemma (section 6.2), :math:`Q` along the chain is convex
    in the cumulative mass, so inside bucket :math:`j`,
    :math:`f \ge \min(f(\text{start}), 1 + P_{<j} + \ell_j q_j - Q_{\le j})` exactly as for
@@ -67,7 +71,7 @@ WOR_FAST_CHANGE: float = 1e-11
 #: integral (a sign that the rule is in its exponentially convergent regime).
 WOR_FAST_ASYMPTOTIC: float = 1e-4
 #: Initial trapezoid step in the variable ``u`` of :func:`_t_jac`.
-WOR_FAST_STEP: float = 0.5
+WOR_FAST_STEP: float = 1.0
 #: Smallest trapezoid step in ``u`` (refinement stops there; the estimate is still checked).
 WOR_FAST_MIN_STEP: float = 0.03
 #: Largest integration range handled in plain floating point (beyond it: reference evaluator).
@@ -78,6 +82,11 @@ WOR_FAST_MAX_BIG: int = 20000
 WOR_FAST_SUB_MIN: int = 256
 #: Extra float32 mantissa bits of the second-level key.
 WOR_FAST_SUB_BITS: int = 3
+#: ``n = 3``: evaluate :math:`G_2` in closed form (pair sums through moments, section 7.7)
+#: instead of by quadrature.
+WOR_FAST_CLOSED3: bool = True
+#: Largest number of big tokens for the closed form (their pairs are summed explicitly).
+WOR_FAST_CLOSED3_MAX_BIG: int = 2048
 #: Largest error bound the fast path returns; above it the caller uses the reference evaluator.
 WOR_FAST_MAX_ERROR: float = 1e-11
 _KMAX: int = 64
@@ -204,10 +213,11 @@ def _matmul_1thread(a: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def _poly_mul(A: np.ndarray, B: np.ndarray, n: int) -> np.ndarray:
     """Product of two coefficient arrays ``(n, ...)`` truncated at degree ``n - 1``."""
-    out = np.zeros_like(A)
-    for i in range(n):
-        for j in range(n - i):
-            out[i + j] += A[i] * B[j]
+    shape = np.broadcast_shapes(A.shape, B.shape)
+    out = np.empty(shape)
+    np.multiply(A[0], B, out=out)
+    for i in range(1, n):
+        out[i:] += A[i] * B[: n - i]
     return out
 
 
@@ -367,14 +377,195 @@ class _Boundary:
             Bc[0] = 1.0
         return Bc, S, L[:, :, 0]
 
-    def integrand(self, t: np.ndarray, jac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r"""``jac e^{-t} sum_{m>=2} e_m`` ``(B, N)`` and the error majorant integrand."""
-        Bc, S, P1 = self.coeffs(t)
+    def integrand(
+        self,
+        t: np.ndarray,
+        jac: np.ndarray,
+        cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None,
+        rows: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        r"""``jac e^{-t} sum_{m>=2} e_m`` ``(B, N)`` and the error majorant integrand; the
+        coefficient arrays ``(Bc, S)`` are appended to ``cache`` if given (reused for the bases
+        of the candidate buckets); only boundaries ``rows`` if given."""
+        Bc, S, P1 = self.coeffs(t, rows)
+        if cache is not None:
+            cache.append((Bc, S, rows))
         w = (jac * np.exp(-t))[None, :]
         val = w * _sum_deg2(Bc, S, self.n)
         # Error majorant (docs section 7.3): Sum_{m<n}[z^m](B*S) * exp(gamma' * P1) * (1 + P1).
         tot = w * np.sum(Bc * np.cumsum(S, axis=0)[::-1], axis=0)
         return val, tot * np.exp(self.gamma * P1) * (1.0 + P1)
+
+
+def _pair_f(x: np.ndarray, rx: np.ndarray, y: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    r""":math:`f(x, y) = \frac{1}{1-x-y} - \frac{1}{1-x} - \frac{1}{1-y} + 1
+    = \frac{xy\,(2-x-y)}{(1-x)(1-y)(1-x-y)}` (the product form: positive factors, no
+    cancellation), with ``rx``, ``ry`` = :math:`1-x`, :math:`1-y` given as masses of the others."""
+    return x * y * (rx + ry) / (rx * ry * (rx - y))
+
+
+def _g_table(rx: np.ndarray, K: int) -> np.ndarray:
+    r""":math:`g_k(x) = (1-x)^{-(k+1)} - 1`, ``k = 1..K`` (shape ``(len(rx), K)``), the coefficient
+    of :math:`y^k` in :math:`f(x, y)`."""
+    k1 = np.arange(2.0, K + 2.0)
+    return np.expm1(-np.log(rx)[:, None] * k1[None, :])
+
+
+def _small_pairs(Ms: list[np.ndarray], us: list[float]) -> tuple[np.ndarray, float]:
+    r""":math:`\sum_{i<j} f(y_i, y_j)` over the small tokens from their normalised power sums
+    ``Ms[t][..., a-1]`` :math:`= \sum_i y_i^a` (one array per tier, ``a = 1..K_t``), and a bound
+    on the truncation (section 7.7): :math:`f(x,y) = \sum_{a,b\ge1}\binom{a+b}{a}x^ay^b`."""
+    out = np.zeros(Ms[0].shape[:-1]) if Ms else np.zeros(0)
+    err = 0.0
+    for M, u in zip(Ms, us, strict=True):
+        # 1/2 sum_{a+b<=K} C(a+b, a) (M_a M_b - M_{a+b}): ordered pairs minus the diagonal
+        K = M.shape[-1]
+        C = _binom_table(K, K, K)
+        diag = np.array([2.0**s - 2.0 if s >= 2 else 0.0 for s in range(1, K + 1)])
+        out = out + 0.5 * (np.sum((M @ C) * M, axis=-1) - M @ diag)
+        err += 2.0 * (2.0 * u) ** (K - 1) / (1.0 - 2.0 * u)
+    for s in range(len(Ms)):
+        for t in range(s + 1, len(Ms)):
+            Ka, Kb = Ms[s].shape[-1], Ms[t].shape[-1]
+            out = out + np.sum((Ms[s] @ _binom_table(Ka, Kb, Ka + Kb)) * Ms[t], axis=-1)
+            us_, ut = us[s], us[t]
+            err += 4.0 * ((2 * us_) ** Ka + (2 * ut) ** Kb) / ((1 - 2 * us_) * (1 - 2 * ut))
+    return out, err
+
+
+@functools.lru_cache(maxsize=32)
+def _binom_table(Ka: int, Kb: int, smax: int) -> np.ndarray:
+    """``C[a-1, b-1] = binom(a+b, a)`` for ``a + b <= smax`` (else 0), ``a <= Ka``, ``b <= Kb``."""
+    C = np.array(
+        [[math.comb(a + b, a) if a + b <= smax else 0 for b in range(1, Kb + 1)] for a in range(1, Ka + 1)],
+        dtype=np.float64,
+    )
+    C.flags.writeable = False
+    return C
+
+
+def _cross_bound(rx: np.ndarray, us: list[float], Ks: list[int]) -> np.ndarray:
+    r"""Per big token :math:`x` (``rx`` = :math:`1-x`): bound on the dropped terms
+    :math:`\sum_{k>K_t} y^k g_k(x)` summed over a tier (:math:`\sum y \le 1`):
+    :math:`\rho^{K_t}/((1-x)^2(1-\rho))`, :math:`\rho = u_t/(1-x)`; ``inf`` if :math:`\rho \ge 1/2`."""
+    out = np.zeros(rx.size)
+    for u, K in zip(us, Ks, strict=True):
+        rho = u / rx
+        with np.errstate(divide="ignore"):
+            out += np.where(rho < 0.5, rho**K / (rx * rx * (1.0 - rho)), np.inf)
+    return out
+
+
+def _closed3_boundaries(
+    Ms: list[np.ndarray], us: list[float], xb: np.ndarray, rxb: np.ndarray, big_cnt: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    r"""Exact :math:`G_2(H) = \sum_{\{i,j\} \subseteq H} f(q_i, q_j)` at every boundary, without
+    quadrature (``n = 3``; section 7.7).
+
+    ``Ms``: cumulative normalised power sums of the small tokens per tier ``(B, K_t)``, ``us``
+    their largest normalised mass; ``xb``, ``rxb``: the big tokens in chain order (normalised
+    mass and mass of the others); ``big_cnt``: big tokens up to each boundary. Returns the values
+    and a bound on the truncation of the series (rounding is added by the caller), or ``None``
+    if a series would converge too slowly.
+    """
+    B = big_cnt.size
+    G2, err = _small_pairs(Ms, us) if Ms else (np.zeros(B), 0.0)
+    E = xb.size
+    if E:
+        F = _pair_f(xb[:, None], rxb[:, None], xb[None, :], rxb[None, :])
+        d = np.concatenate([[0.0], np.cumsum(np.tril(F, -1).sum(axis=1))])
+        G2 = G2 + d[big_cnt]
+        Kmax = max((M.shape[1] for M in Ms), default=0)
+        if Kmax:
+            g = _g_table(rxb, Kmax)
+            gc = np.concatenate([np.zeros((1, Kmax)), np.cumsum(g, axis=0)])[big_cnt]
+            for M in Ms:
+                G2 = G2 + np.einsum("bk,bk->b", M, gc[:, : M.shape[1]])
+            cb = float(np.sum(_cross_bound(rxb, us, [M.shape[1] for M in Ms])))
+            if not cb <= 1e-13:
+                return None
+            err += cb
+    return G2, err
+
+
+def _closed3_tokens(
+    x: np.ndarray,
+    rx: np.ndarray,
+    tier: np.ndarray,
+    Mbase: list[np.ndarray],
+    us: list[float],
+    bx: np.ndarray,
+    brx: np.ndarray,
+    gbase: np.ndarray,
+    cbase: list[float],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    r"""Increments :math:`\Delta_k = G_2(H_k) - G_2(H_{k-1}) = \sum_{j \in H_{k-1}} f(x_k, q_j)`
+    along a candidate run (``n = 3``; section 7.7) and a bound on each one's truncation.
+
+    ``x``, ``rx``: the run's tokens in chain order (normalised mass, mass of the others);
+    ``tier``: -1 big, else the index of the token's moment tier; ``Mbase``: the base set's power
+    sums per tier ``(K_t,)``; ``bx``, ``brx``: the base set's big tokens, ``gbase`` their
+    :math:`\sum_j g_k(x_j)` ``(Kmax,)`` and ``cbase`` their :func:`_cross_bound` sums per tier
+    (a small token's pairs with them go through the series :math:`\sum_k x^k g_k(x_j)`). Returns
+    ``None`` when a series would converge too slowly.
+    """
+    L = x.size
+    Kmax = max((M.size for M in Mbase), default=0)
+    delta = np.zeros(L)
+    bound = np.zeros(L)
+    if Kmax:
+        g = _g_table(rx, Kmax)  # (L, Kmax)
+        for t, (M0, u) in enumerate(zip(Mbase, us, strict=True)):
+            K = M0.size
+            sel = (tier == t).astype(np.float64)
+            pw = np.cumprod(np.broadcast_to((x * sel)[:, None], (L, K)), axis=1)
+            Mex = M0[None, :] + np.concatenate([np.zeros((1, K)), np.cumsum(pw, axis=0)[:-1]])
+            delta += np.einsum("lk,lk->l", Mex, g[:, :K])
+            rho = u / rx
+            if not bool(np.all(rho < 0.5)):
+                return None
+            bound += Mex[:, 0] * rho**K / (rx * rx * (1.0 - rho))
+    if bx.size:
+        for t, M0 in enumerate(Mbase):
+            sm = np.flatnonzero(tier == t)
+            if sm.size:
+                K = M0.size
+                pw = np.cumprod(np.broadcast_to(x[sm, None], (sm.size, K)), axis=1)
+                delta[sm] += pw @ gbase[:K]
+                bound[sm] += x[sm] * cbase[t]
+        bg = np.flatnonzero(tier < 0)
+        if bg.size:
+            delta[bg] += _pair_f(x[bg, None], rx[bg, None], bx[None, :], brx[None, :]).sum(axis=1)
+    ib = np.flatnonzero(tier < 0)
+    if ib.size:
+        F = _pair_f(x[:, None], rx[:, None], x[None, ib], rx[None, ib])
+        F[np.arange(L)[:, None] <= ib[None, :]] = 0.0  # only big tokens before k
+        delta += F.sum(axis=1)
+    return delta, bound
+
+
+def _token_values(
+    chain: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    a0: int,
+    a1: int,
+    If: np.ndarray | None,
+    qe: np.ndarray | None,
+    tail: float,
+    relf: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Chain values :math:`f = 1 + P - Q` of the tokens ``a0:a1`` of a candidate run and their
+    error bounds, from the run's cumulative sums ``chain = (P, S, lambda, G_1, G_1 error)``, the
+    quadrature part ``If`` of :math:`\sum_{m \ge 2} G_m` (``None`` for ``n = 2``), its error
+    estimate ``qe``, the tail bound and the relative error factor ``relf``."""
+    Pk, Sk, lamk, Gk, Gek = (x[a0:a1] for x in chain)
+    if If is None or qe is None:
+        Gs, Ges = Gk, Gek
+    else:
+        Gs = Gk + If
+        Ges = Gek + qe + tail + relf * If
+    Qk = np.clip(Sk - lamk * Gs, 0.0, 1.0)
+    ek = lamk * Ges + 8 * _EPS * (Sk + lamk * Gs)
+    return 1.0 + Pk - Qk, ek
 
 
 def _tail_start(levels: list[int], rho: np.ndarray) -> np.ndarray:
@@ -436,6 +627,54 @@ def _outside_masses(x: np.ndarray, top: int) -> np.ndarray:
     for m in range(top, -1, -1):
         out[m] = rest + (float(np.sum(head[m:])) if m < head.size else 0.0)
     return out
+
+
+def _outside_masses_lower(x: np.ndarray, top: int, tot: float) -> np.ndarray:
+    r"""Lower bounds on :func:`_outside_masses` (``out[m]``, ``m = 0..top``) from the total
+    ``tot = sum(x)``, without a masked pass over ``x``.
+
+    The ``top`` largest entries lie among those :math:`\ge \max(x)/c` (:math:`c = 16`, else
+    :math:`c = 1024`) when there are at least ``top`` of them; the mass outside that set is
+    ``tot`` minus its sum. Both sums are pairwise
+    (error :math:`\le (\log_2 V + 8)\varepsilon\,` tot each), so subtracting
+    :math:`2(\log_2 V + 8)\varepsilon\,` tot gives a lower bound; a lower :math:`\rho` only
+    makes the tail bounds and the decline test more conservative. Falls back to the exact
+    :func:`_outside_masses` otherwise.
+    """
+    V = x.size
+    if top == 0 or top >= V:
+        return _outside_masses(x, top)
+    xmax = float(np.max(x))
+    sub = x[x >= xmax / 16.0]  # usually enough (a short gather); else a lower cut
+    if sub.size < top:
+        sub = x[x >= xmax / 1024.0]
+        if sub.size < top:
+            return _outside_masses(x, top)
+    part = np.partition(sub, sub.size - top)
+    head = np.sort(part[sub.size - top :])[::-1]
+    rest = (tot - float(np.sum(sub))) + float(np.sum(part[: sub.size - top]))
+    margin = 2.0 * (math.log2(V) + 8.0) * _EPS * tot
+    out = np.zeros(top + 1)
+    for m in range(top, -1, -1):
+        out[m] = max(rest + float(np.sum(head[m:])) - margin, 0.0)
+    return out
+
+
+def _odds(q: np.ndarray, idx: np.ndarray, tot: float) -> np.ndarray:
+    r""":math:`q_i/(1 - q_i)` for the tokens ``idx``, with :math:`1 - q_i` the mass of the others:
+    ``tot - q_i`` (exact to a relative :math:`\varepsilon` when :math:`q_i \le` tot/2) or, for the
+    at most one larger token, the explicit sum of the others."""
+    return q[idx] / _rest(q, idx, tot)
+
+
+def _rest(q: np.ndarray, idx: np.ndarray, tot: float) -> np.ndarray:
+    """Mass of the other tokens, ``tot - q_i`` (or, above tot/2, the explicit sum of the others)."""
+    qi = q[idx]
+    rest = tot - qi
+    for j in np.flatnonzero(qi > 0.5 * tot):
+        g = int(idx[j])
+        rest[j] = float(np.sum(q[:g])) + float(np.sum(q[g + 1 :]))
+    return rest
 
 
 def _t_jac(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -517,37 +756,17 @@ def wor_prefix_fast(
         bits = r.astype(np.float32).view(np.uint32) >> np.uint32(23 - m_bits)
     key = (bits & np.uint32(M - 1)).astype(np.intp)
     bp_all = np.bincount(key, weights=p, minlength=M)
-    bq_all = np.bincount(key, weights=q, minlength=M)
-    # Buckets holding only p = q = 0 tokens change nothing on the chain and are skipped.
-    occ = np.flatnonzero((bp_all > 0) | (bq_all > 0))
-    nb = occ.size
-    info["buckets"] = float(nb)
-    bp = bp_all[occ]
-    bq = bq_all[occ]
     tot = float(np.sum(q))
-    # 1 - q_i as the mass of the other tokens: tot - q_i is exact to a relative eps when
-    # q_i <= tot / 2; the (at most one) larger token gets the explicit sum of the others.
-    jmax = int(np.argmax(q))
-    rest = tot - q
-    if q[jmax] > 0.5 * tot:
-        rest[jmax] = float(np.sum(q[:jmax])) + float(np.sum(q[jmax + 1 :]))
-    # rest > 0: at least two tokens have q > 0 (n >= 2 positive entries, validated)
-    a = q / rest
-    ba = np.bincount(key, weights=a, minlength=M)[occ]
-    Pc = np.cumsum(bp)
-    Sc = np.cumsum(bq)
-    Ac = np.cumsum(ba)
-    lam = _suffix_after(bq)  # mass after each boundary: suffix sums of bucket masses
-    G = Ac.copy()
-    Gerr = 8 * _EPS * Ac
     nodes_s = np.zeros(0)
     coarse = np.zeros(0, dtype=bool)
-    h = trunc = tail = 0.0
+    h = trunc = tail = g1_rel = 0.0
     rho = Iv = Im = np.zeros(0)
     bnd: _Boundary | None = None
+    # (per-bucket moments (K, M) of a tier, its Taylor table (K, n - 1), tau)
+    tier_mom: list[tuple[np.ndarray, np.ndarray, float]] = []
+    tier_hi: list[float] = []  # upper end of each tier's masses
     if n >= 3:
-        Kpos = int(np.count_nonzero(q))
-        rho = _outside_masses(q, n - 1)
+        rho = _outside_masses_lower(q, n - 1, tot)
         if rho[n - 1] < WOR_RHO_MIN:
             return None  # peaked: the reference deflates the dominant token
         levels = list(range(2, n))
@@ -555,18 +774,26 @@ def wor_prefix_fast(
         Tstart = _tail_start(levels, rho)
         for m in levels:
             Tm = float(Tstart[m - 2])
-            while _tail(m, float(rho[m]), Kpos, Tm) > WOR_TAIL_TOL:
+            # V >= the number of positive q_i: the tail bound only gets larger (safe)
+            while _tail(m, float(rho[m]), V, Tm) > WOR_TAIL_TOL:
                 Tm *= 1.25
                 if Tm > WOR_FAST_T_MAX:
                     return None
             if Tm > WOR_FAST_T_MAX:
                 return None
             T = max(T, Tm)
-            tail += _tail(m, float(rho[m]), Kpos, Tm)
+            tail += _tail(m, float(rho[m]), V, Tm)
             tail += WOR_T_LO ** (m + 1) * math.exp((m - 1) * WOR_T_LO) / math.factorial(m + 1)
         q1 = WOR_TIER1_X / T
         q2 = WOR_TIER2_X / T
-        bidx = np.flatnonzero(q >= q2)
+        if not tot > 4.0 * q2:
+            return None  # (cannot happen for a validated distribution; guards the G_1 series)
+        low = q < q1
+        hi_idx = np.flatnonzero(~low)  # tier 2 and big tokens: a few percent of V
+        qh = q[hi_idx]
+        bigsel = qh >= q2
+        bidx = hi_idx[bigsel]
+        mid = hi_idx[~bigsel]
         n_big = bidx.size
         if n_big > WOR_FAST_MAX_BIG:
             return None
@@ -576,22 +803,65 @@ def wor_prefix_fast(
         if max(logc, 0.0) + (1.0 - float(rho[n - 1])) * T > 600.0:
             return None
         A = _taylor_table(n)
-        tiers: list[tuple[np.ndarray, np.ndarray, float]] = []
-        # Tier 1 (most tokens): masked weights over the whole row, no gather.
-        w1 = np.where(q < q1, q, 0.0)
-        mid = np.flatnonzero((q >= q1) & (q < q2))
-        for kk, w, X in ((key, w1, WOR_TIER1_X), (key[mid], q[mid], WOR_TIER2_X)):
+        # Tier 1 (most tokens): masked weights over the whole row, no gather. The moments also
+        # give q(bucket) (M_1) and G_1 = sum_i q_i/(tot - q_i) = sum_k M_k / tot^k (section 7.2).
+        w1 = q * low
+        bq_all = np.zeros(M)
+        ba_all = np.zeros(M)
+        for kk, w, X, qhi in ((key, w1, WOR_TIER1_X, q1), (key[mid], qh[~bigsel], WOR_TIER2_X, q2)):
             if w.size == 0:
                 continue
             K, tau = _taylor_degree(X, n)
-            cur = w.copy()
-            Mb = np.empty((nb, K))
-            for k in range(K):
-                Mb[:, k] = np.bincount(kk, weights=cur, minlength=M)[occ]
-                if k + 1 < K:
-                    cur *= w
-            tiers.append((np.cumsum(Mb, axis=0), A[:, 1 : K + 1].T.copy(), tau))
+            Mb = np.empty((K, M))
+            Mb[0] = np.bincount(kk, weights=w, minlength=M)
+            cur = np.empty_like(w)
+            for k in range(1, K):
+                np.multiply(w if k == 1 else cur, w, out=cur)
+                Mb[k] = np.bincount(kk, weights=cur, minlength=M)
+            bq_all += Mb[0]
+            ba_all += (tot ** -np.arange(1.0, K + 1.0)) @ Mb
+            # sum_{k > K} (q_i/tot)^k <= (q_i/tot) rho^K / (1 - rho), rho = qhi / tot
+            g1_rel = max(g1_rel, (qhi / tot) ** K / (1.0 - qhi / tot))
+            tier_mom.append((Mb, A[:, 1 : K + 1].T.copy(), tau))
+            tier_hi.append(qhi)
             trunc = max(trunc, tau)
+        if n_big:
+            kb = key[bidx]
+            qb = q[bidx]
+            restb = tot - qb
+            jb_ = int(np.argmax(qb))
+            if qb[jb_] > 0.5 * tot:  # the at most one token above half: sum of the others
+                j0 = int(bidx[jb_])
+                restb[jb_] = float(np.sum(q[:j0])) + float(np.sum(q[j0 + 1 :]))
+            bq_all += np.bincount(kb, weights=qb, minlength=M)
+            ba_all += np.bincount(kb, weights=qb / restb, minlength=M)
+    else:
+        bq_all = np.bincount(key, weights=q, minlength=M)
+        # 1 - q_i as the mass of the other tokens: tot - q_i is exact to a relative eps when
+        # q_i <= tot / 2; the (at most one) larger token gets the explicit sum of the others.
+        jmax = int(np.argmax(q))
+        rest = tot - q
+        if q[jmax] > 0.5 * tot:
+            rest[jmax] = float(np.sum(q[:jmax])) + float(np.sum(q[jmax + 1 :]))
+        # rest > 0: at least two tokens have q > 0 (n >= 2 positive entries, validated)
+        ba_all = np.bincount(key, weights=q / rest, minlength=M)
+    # Buckets holding only p = q = 0 tokens change nothing on the chain and are skipped.
+    occ = np.flatnonzero((bp_all > 0) | (bq_all > 0))
+    nb = occ.size
+    info["buckets"] = float(nb)
+    bp = bp_all[occ]
+    bq = bq_all[occ]
+    ba = ba_all[occ]
+    Pc = np.cumsum(bp)
+    Sc = np.cumsum(bq)
+    Ac = np.cumsum(ba)
+    lam = _suffix_after(bq)  # mass after each boundary: suffix sums of bucket masses
+    G = Ac.copy()
+    Gerr = (8 * _EPS + g1_rel) * Ac
+    coef_cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    closed: tuple[np.ndarray, float] | None = None
+    if n >= 3:
+        tiers = [(np.cumsum(Mb[:, occ].T, axis=0), tb, tau) for Mb, tb, tau in tier_mom]
         bo = bidx[np.argsort(r[bidx], kind="stable")] if n_big else bidx
         # boundary b ends bucket occ[b]: big tokens with key <= occ[b]
         big_cnt = (
@@ -599,50 +869,122 @@ def wor_prefix_fast(
         )
         bnd = _Boundary(n, tiers, q[bo], big_cnt)
 
-        # --- quadrature in u (map of _t_jac), halving the step until the error estimate is small -
-        u_lo, u_hi = _u_of_t(WOR_T_LO), _u_of_t(T)
-        h = WOR_FAST_STEP
-        J = max(2, math.ceil((u_hi - u_lo) / h))
-        nodes_s = u_lo + h * np.arange(J + 1)
-        val, maj = bnd.integrand(*_t_jac(nodes_s))
-        coarse = np.ones(nodes_s.size, dtype=bool)
-        Iv = h * val.sum(axis=1)
-        Im = h * maj.sum(axis=1)
-        while True:
-            mids = u_lo + h * (np.arange(J) + 0.5)
-            v2, m2 = bnd.integrand(*_t_jac(mids))
-            I_new = 0.5 * Iv + (h / 2) * v2.sum(axis=1)
-            Im = 0.5 * Im + (h / 2) * m2.sum(axis=1)
-            change = _quad_error(np.abs(I_new - Iv), I_new)
-            coarse = np.concatenate([np.ones(nodes_s.size, dtype=bool), np.zeros(mids.size, dtype=bool)])
-            nodes_s = np.concatenate([nodes_s, mids])
-            Iv = I_new
-            h /= 2
-            J *= 2
-            if float(np.max(change, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
-                break
-        info["quad_nodes"] = float(nodes_s.size)
-        # Rounding estimate (moments, exp series and products; relative) + Taylor remainder
-        # (n * tau * t, through the majorant Im) + quadrature change + tails.
-        rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n
-        G = G + Iv
-        Gerr = Gerr + change + tail + rel * Iv + n * (trunc + 64 * _EPS) * Im
+        if n == 3 and WOR_FAST_CLOSED3 and n_big <= WOR_FAST_CLOSED3_MAX_BIG:
+            # the race's convention (as the quadrature and the reference): rate 1 in total, so
+            # "1 - x" is the literal 1 - x (exact for x >= 1/2, relative eps below)
+            xb = q[bo]
+            rxb = 1.0 - xb
+            Ms3 = [tr[0] for tr in tiers]
+            us3 = list(tier_hi)
+            closed = _closed3_boundaries(Ms3, us3, xb, rxb, big_cnt)
+        if closed is not None:
+            # n = 3 in closed form (section 7.7): G_2 exactly at every boundary, no quadrature
+            G2b, e2 = closed
+            K3 = max((M.shape[1] for M in Ms3), default=0)
+            gcum3 = np.zeros((n_big + 1, K3))
+            if n_big and K3:
+                np.cumsum(_g_table(rxb, K3), axis=0, out=gcum3[1:])
+            ccum3 = [
+                np.concatenate([[0.0], np.cumsum(_cross_bound(rxb, [u], [M.shape[1]]))])
+                for M, u in zip(Ms3, us3, strict=True)
+            ]
+            G = G + G2b
+            Gerr = Gerr + e2 + 16 * _EPS * G2b
+            R = np.arange(nb)
+            cand_c = np.ones(nb, dtype=bool)
+            rel = 0.0
+            info["quad_nodes"] = 0.0
+            info["closed_form"] = 1.0
+        else:
+            # --- quadrature in u (map of _t_jac), halving the step until the error estimate is small -
+            # Progressive pruning (section 7.4): every boundary gets the first rule (step
+            # WOR_FAST_STEP) and a bracket whose half-width is the whole change from the rule of
+            # twice the step (not its square: conservative); each halving is evaluated only at the
+            # boundaries whose bracket can still be the minimum, end a bucket that can hold it, or be
+            # the base of such a bucket, and prunes again with its own change.
+            u_lo, u_hi = _u_of_t(WOR_T_LO), _u_of_t(T)
+            h = WOR_FAST_STEP
+            J = max(2, math.ceil((u_hi - u_lo) / h))
+            nodes_s = u_lo + h * np.arange(J + 1)
+            val, maj = bnd.integrand(*_t_jac(nodes_s), cache=coef_cache)
+            coarse = np.ones(nodes_s.size, dtype=bool)
+            Iv = h * val.sum(axis=1)
+            Im = h * maj.sum(axis=1)
+            rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n
+            g_base = Gerr + tail  # error terms that do not depend on the rule
+            Pb0 = np.concatenate([[0.0], Pc[:-1]])
+            lo_b = lo_all[occ] * bq
+            ub = 1.0  # the empty set
+            cand_c = np.ones(nb, dtype=bool)
+            R = np.arange(nb)
+
+            def prune(R: np.ndarray, change: np.ndarray) -> np.ndarray:
+                """Brackets of the rows ``R`` with quadrature error ``change``; returns the rows to
+                refine and narrows ``cand_c`` (buckets that can hold the minimum) and ``ub``."""
+                nonlocal ub, cand_c
+                Gr = G[R] + Iv[R]
+                Ger = g_base[R] + change + rel * Iv[R] + n * (trunc + 64 * _EPS) * Im[R]
+                Qr = np.clip(Sc[R] - lam[R] * Gr, 0.0, 1.0)
+                er = lam[R] * Ger + 8 * _EPS * (Sc[R] + lam[R] * Gr)
+                fr_ = 1.0 + Pc[R] - Qr
+                ub = min(ub, float(np.min(fr_ + er, initial=1.0)))
+                cm = np.zeros(nb, dtype=bool)
+                cm[R] = (1.0 + Pb0[R] + lo_b[R] - (Qr + er)) <= ub
+                cand_c &= cm
+                need = np.zeros(nb, dtype=bool)
+                need[R] = fr_ - er <= ub
+                need |= cand_c
+                need[:-1] |= cand_c[1:]
+                return np.flatnonzero(need)
+
+            qerr = np.abs(Iv - (2 * h) * val[:, ::2].sum(axis=1))  # each row's last error estimate
+            R = prune(R, qerr)
+            info["refined_boundaries"] = float(R.size)
+            while True:
+                mids = u_lo + h * (np.arange(J) + 0.5)
+                v2, m2 = bnd.integrand(*_t_jac(mids), cache=coef_cache, rows=R)
+                I_new = 0.5 * Iv[R] + (h / 2) * v2.sum(axis=1)
+                Im[R] = 0.5 * Im[R] + (h / 2) * m2.sum(axis=1)
+                dchange = np.abs(I_new - Iv[R])
+                change = _quad_error(dchange, I_new)
+                coarse = np.concatenate([np.ones(nodes_s.size, dtype=bool), np.zeros(mids.size, dtype=bool)])
+                nodes_s = np.concatenate([nodes_s, mids])
+                Iv[R] = I_new
+                h /= 2
+                J *= 2
+                if float(np.max(change, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
+                    break
+                qerr[R] = dchange
+                Rn = prune(R, dchange)
+                R = Rn[np.isin(Rn, R)]  # (prune only narrows R)
+            info["quad_nodes"] = float(nodes_s.size)
+            # Rounding estimate (moments, exp series and products; relative) + Taylor remainder
+            # (n * tau * t, through the majorant Im) + quadrature change + tails. Rows outside R keep
+            # their last bracket (they cannot hold the minimum).
+            qerr[R] = change
+            G = G + Iv
+            Gerr = g_base + qerr + rel * Iv + n * (trunc + 64 * _EPS) * Im
+    else:
+        R = np.arange(nb)
+        cand_c = np.ones(nb, dtype=bool)
+    closed3 = closed is not None
     Q_end = np.clip(Sc - lam * G, 0.0, 1.0)
     err_end = lam * Gerr + 8 * _EPS * (Sc + lam * G)
 
     # --- 2. best boundary and candidate buckets ---------------------------------------------
+    # Only the boundaries R compete (the others are above ub >= alpha*, section 7.4).
     fend = 1.0 + Pc - Q_end
-    jb = int(np.argmin(fend))
-    if fend[jb] < 1.0:
+    jb = int(R[np.argmin(fend[R])]) if R.size else 0
+    if R.size and fend[jb] < 1.0:
         best, best_err, thr = float(fend[jb]), float(err_end[jb]), int(occ[jb]) + 1
     else:
         best, best_err, thr = 1.0, 0.0, 0
     Pb = np.concatenate([[0.0], Pc[:-1]])
     lb = 1.0 + Pb + lo_all[occ] * bq - (Q_end + err_end)
-    cand = np.flatnonzero(lb < best + best_err)
+    cand = np.flatnonzero((lb < best + best_err) & cand_c)
     value, value_err, error = best, best_err, best_err
     n_eval = 0
-    error = max(error, float(np.max(err_end, initial=0.0)) if nb else 0.0)
+    error = max(error, float(np.max(err_end[R], initial=0.0)))
     extra = np.zeros(0, dtype=np.intp)
     n_cand = 0
     if cand.size:
@@ -659,13 +1001,19 @@ def wor_prefix_fast(
         starts = np.flatnonzero(np.concatenate([[True], kc[1:] != kc[:-1]]))
         ends = np.concatenate([starts[1:], [idx.size]])
         t_nodes, jac_nodes = _t_jac(nodes_s)
-        if n >= 3 and bnd is not None:
+        if n >= 3 and bnd is not None and not closed3:
             # polynomial of each candidate run's base set (the boundary before its bucket)
             bases = np.unique(np.maximum(pos_b[starts] - 1, 0))
-            Bc_all, S_all, _ = bnd.coeffs(t_nodes, bases)
+            # the boundary coefficients of the quadrature passes, at all nodes (no recomputation;
+            # every base of a candidate bucket is in R, the rows of the later passes)
+            ir = [bases if c[2] is None else np.searchsorted(c[2], bases) for c in coef_cache]
+            Bc_all = np.concatenate([c[0][:, i, :] for c, i in zip(coef_cache, ir, strict=True)], axis=2)
+            S_all = np.concatenate([c[1][:, i, :] for c, i in zip(coef_cache, ir, strict=True)], axis=2)
         w_nodes = np.where(coarse, 2 * h, 0.0)  # weights of the coarser rule (error estimate)
         wexp = jac_nodes * np.exp(-t_nodes)
         rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n if n >= 3 else 0.0
+
+        n_t = n * (trunc + 64 * _EPS) if n >= 3 else 0.0
 
         def token_integrals(qs: np.ndarray, basec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """sum_{m>=2} G_m-part for every prefix of tokens ``qs`` on top of a base polynomial
@@ -683,17 +1031,36 @@ def wor_prefix_fast(
         for s0, s1 in zip(starts, ends, strict=True):
             b = int(pos_b[s0])
             ii = idx[s0:s1]
-            pr, qr, ar = p[ii], q[ii], a[ii]
+            pr, qr = p[ii], q[ii]
+            ar = _odds(q, ii, tot)
             Pk = (Pc[b - 1] if b > 0 else 0.0) + np.cumsum(pr)
             Sk = (Sc[b - 1] if b > 0 else 0.0) + np.cumsum(qr)
             lamk = lam[b] + _suffix_after(qr)
             Gk = (Ac[b - 1] if b > 0 else 0.0) + np.cumsum(ar)
-            Gek = 8 * _EPS * Gk
+            # (the base's G_1 carries the truncation of its moment series, section 7.2)
+            Gek = 8 * _EPS * Gk + (g1_rel * Ac[b - 1] if b > 0 else 0.0)
             L = ii.size
-            # (start, stop, Ifine, qerr, relative error factor) of the evaluated token slices
-            slices: list[tuple[int, int, np.ndarray, np.ndarray, float]] = []
-            if n < 3 or bnd is None:
-                slices.append((0, L, np.zeros(L), np.zeros(L), 0.0))
+            # (start, stop, base coefficients or None, relative error factor) of the token slices
+            slices: list[tuple[int, int, np.ndarray | None, float]] = []
+            if closed3:
+                # n = 3 in closed form: G_2 along the run by exact increments (section 7.7)
+                xr = qr
+                rxr = 1.0 - qr
+                tier = np.where(qr >= q2, -1, np.where(qr < q1, 0, 1))
+                nb0 = int(big_cnt[b - 1]) if b > 0 else 0
+                Mbase = [M[b - 1] if b > 0 else np.zeros(M.shape[1]) for M in Ms3]
+                inc = _closed3_tokens(
+                    xr, rxr, tier, Mbase, us3, xb[:nb0], rxb[:nb0], gcum3[nb0], [c[nb0] for c in ccum3]
+                )
+                if inc is None:
+                    return None
+                G2k = (G2b[b - 1] if b > 0 else 0.0) + np.cumsum(inc[0])
+                Gk = Gk + G2k
+                Gek = Gek + (e2 + 16 * _EPS * G2b[b - 1] if b > 0 else 0.0) + np.cumsum(inc[1])
+                Gek += 16 * _EPS * G2k
+                slices.append((0, L, None, 0.0))
+            elif n < 3 or bnd is None:
+                slices.append((0, L, None, 0.0))
             else:
                 if b > 0:
                     ib = int(np.searchsorted(bases, b - 1))
@@ -708,8 +1075,7 @@ def wor_prefix_fast(
                 if L >= WOR_FAST_SUB_MIN and bool(np.all(qr > 0)):
                     sub = _sub_buckets(r[ii], qr, n, m_bits, q1, q2, t_nodes)
                 if sub is None:
-                    If, qe = token_integrals(qr, basec)
-                    slices.append((0, L, If, qe, fac))
+                    slices.append((0, L, basec, fac))
                 else:
                     # --- second level: boundaries of finer buckets inside this bucket --------
                     sends, lo_sub, prodc, p1fac = sub
@@ -740,24 +1106,22 @@ def wor_prefix_fast(
                     for s_ in np.flatnonzero(lbs < value + value_err):
                         a0, a1 = int(sstarts[s_]), int(sends[s_]) + 1
                         bc = basec if s_ == 0 else full[:, s_ - 1, :]
-                        If, qe = token_integrals(qr[a0:a1], bc)
-                        slices.append((a0, a1, If, qe, fsub))
+                        slices.append((a0, a1, bc, fsub))
                     info["sub_buckets"] = info.get("sub_buckets", 0.0) + float(sends.size)
-            for a0, a1, If, qe, fc in slices:
-                Gs = Gk[a0:a1] + If
-                Ges = Gek[a0:a1] + qe + tail + (rel + n * (trunc + 64 * _EPS) * fc) * If
-                if n < 3:
-                    Ges = Gek[a0:a1]
-                Qk = np.clip(Sk[a0:a1] - lamk[a0:a1] * Gs, 0.0, 1.0)
-                ek = lamk[a0:a1] * Ges + 8 * _EPS * (Sk[a0:a1] + lamk[a0:a1] * Gs)
-                fk = 1.0 + Pk[a0:a1] - Qk
+            chain = (Pk, Sk, lamk, Gk, Gek)
+            for a0, a1, bc, fc in slices:
+                n_eval += a1 - a0
+                if bc is None:  # n = 2: closed form
+                    fk, ek = _token_values(chain, a0, a1, None, None, 0.0, 0.0)
+                else:
+                    If, qe = token_integrals(qr[a0:a1], bc)
+                    fk, ek = _token_values(chain, a0, a1, If, qe, tail, rel + n_t * fc)
                 i = int(np.argmin(fk))
                 error = max(error, float(np.max(ek)))
                 if fk[i] < value:
                     value, value_err = float(fk[i]), float(ek[i])
                     thr = int(occ[b])
                     extra = idx[s0 : s0 + a0 + i + 1]
-                n_eval += a1 - a0
     if not error <= WOR_FAST_MAX_ERROR:
         return None  # cannot vouch for the accuracy: the caller uses the reference evaluator
     mask = key < thr
