@@ -228,7 +228,7 @@ def main() -> None:
             []
             if args.skip_wor
             else bench_wor(
-                [32768, 131072, 262144], [2, 3, 4, 8, 16], repeat=9, old_max_v=args.old_max_v
+                [32768, 131072, 262144], [2, 3, 4, 8, 16], repeat=25, old_max_v=args.old_max_v
             )
         )
         ind = (

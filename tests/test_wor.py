@@ -657,3 +657,132 @@ def test_fast_closed_form_n3_dominant_pair() -> None:
     q[0], q[1] = 0.45, 0.3
     p = rng.dirichlet(np.ones(V))
     check_fast(p, q, 3)
+
+
+# --- third round: Taylor tolerance, deeper finer-key levels ------------------------------------
+
+#: Working precision (decimal digits) of the independent mpmath check of the Taylor remainder.
+TAYLOR_CHECK_DPS = 60
+
+
+@pytest.mark.parametrize("n", [3, 4, 8, 16])
+@pytest.mark.parametrize("X", [1e-3, 1e-1])
+def test_taylor_remainder_bound_mpmath(n: int, X: float) -> None:
+    """The truncation bound of section 7.2 at the tier's largest x = X, checked against the exact
+    remainder (e^x - 1)^j / j - sum_{k<=K} A_jk x^k computed in 60-digit mpmath arithmetic
+    (independent of the float64 table), for every j < n; and tau <= WOR_TAYLOR_TOL."""
+    import mpmath
+
+    from spectheory.solvers.wor_fast import WOR_TAYLOR_TOL, _taylor_degree, _taylor_table
+
+    K, tau = _taylor_degree(X, n)
+    assert tau <= WOR_TAYLOR_TOL
+    A = _taylor_table(max(n, 2))
+    with mpmath.workdps(TAYLOR_CHECK_DPS):
+        x = mpmath.mpf(X)
+        for j in range(1, n):
+            exact = mpmath.expm1(x) ** j / j
+            poly = mpmath.fsum(mpmath.mpf(float(A[j, k])) * x**k for k in range(1, K + 1))
+            rem = exact - poly
+            # remainder non-negative (positive coefficients) and at most x * tau (plus the
+            # float64 rounding of the table entries, relative 1e-15 of the polynomial)
+            assert rem >= -1e-15 * poly
+            assert rem <= x * tau + 1e-15 * poly
+
+
+@pytest.mark.parametrize(("n", "bits"), [(4, 1), (8, 2), (16, 0)])
+def test_fast_deeper_levels(n: int, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deeper finer-key levels (WOR_FAST_SUB_LEVELS = 3, runs of >= 32 tokens split again):
+    fewer tokens evaluated one by one, value and witness still equal the reference evaluator's
+    (wor_chain on the full stable sort), within the reported bound."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    p, q = close_instance(16384 + 7 * n, 16384)
+    shallow = wor_prefix_fast(p, q, n, mantissa_bits=bits)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_SUB_LEVELS", 3)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_SUB_MIN_DEEP", 32)
+    fr = wor_prefix_fast(p, q, n, mantissa_bits=bits)
+    assert shallow is not None and fr is not None
+    assert fr.info["sub_buckets"] > shallow.info["sub_buckets"]
+    assert fr.info["evaluated_tokens"] < shallow.info["evaluated_tokens"]
+    ref, rmask, rerr = reference_alpha(p, q, n)
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert fr.error <= WOR_FAST_MAX_ERROR
+    assert np.array_equal(fr.mask, rmask)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_fast_deeper_levels_stress(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deeper levels on stress rows: ratio ties (p = q on half the tokens), exact zeros in p and
+    q, and a flat q; against the reference evaluator (value, bound, witness)."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_SUB_LEVELS", 3)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_SUB_MIN_DEEP", 32)
+    V = 8192
+    p, q = close_instance(99 + n, V)
+    p2 = p.copy()
+    p2[: V // 2] = q[: V // 2] * (p2[V // 2 :].sum() / q[V // 2 :].sum())  # ties in the ratio
+    p2 /= p2.sum()
+    check_fast(p2, q, n)
+    pz, qz = p.copy(), q.copy()
+    pz[::7] = 0.0
+    qz[3::11] = 0.0
+    check_fast(pz / pz.sum(), qz / qz.sum(), n)
+    rng = np.random.default_rng(5 + n)
+    qf = 1.0 + 1e-3 * rng.random(V)
+    check_fast(p, qf / qf.sum(), n)
+
+
+#: Relative tolerance of chunked against whole-row positive sums (same terms, another order:
+#: each differs from the exact sum by at most (terms) * eps relative).
+CHUNK_SUM_RTOL = 1e-12
+
+
+@pytest.mark.parametrize("chunk", [1000, 4096, 1 << 20])
+def test_keys_and_moments_match_whole_row(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunked sweep against plain whole-row numpy: bit-identical keys and ratios, the same
+    indices above the first tier, per-bucket p masses and first-tier moments equal up to the
+    order of summation; including q = 0 tokens (ratio inf / nan) and a chunk not dividing V."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CHUNK", chunk)
+    p, q = close_instance(4242, 10007)
+    p[::13] = 0.0
+    q[5::17] = 0.0
+    q[::29] = 0.0
+    p, q = p / p.sum(), q / q.sum()
+    m_bits, K = 4, 5
+    q1 = float(np.quantile(q, 0.9))
+    r, key, bp, Mb, hi = wor_fast_mod._keys_and_moments(p, q, m_bits, q1, K)
+    M = 1 << (8 + m_bits)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r0 = p / q
+        bits = r0.astype(np.float32).view(np.uint32) >> np.uint32(23 - m_bits)
+    key0 = (bits & np.uint32(M - 1)).astype(np.intp)
+    assert np.array_equal(key, key0)
+    assert np.array_equal(r, r0, equal_nan=True)
+    assert np.array_equal(hi, np.flatnonzero(q >= q1))
+    assert np.allclose(bp, np.bincount(key0, weights=p, minlength=M), rtol=CHUNK_SUM_RTOL, atol=0.0)
+    w = np.where(q < q1, q, 0.0)
+    assert Mb is not None
+    for k in range(K):
+        ref = np.bincount(key0, weights=w ** (k + 1), minlength=M)
+        assert np.allclose(Mb[k], ref, rtol=CHUNK_SUM_RTOL, atol=0.0)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 8])
+def test_fast_small_chunks_same_answer(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many chunks (1 000 tokens each) give the same value (to rounding), bound and witness as
+    one chunk, and both equal the reference evaluator's (wor_chain on the full stable sort)."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    p, q = close_instance(777 + n, 9000)
+    one = wor_prefix_fast(p, q, n, min_v=0)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CHUNK", 1000)
+    many = wor_prefix_fast(p, q, n, min_v=0)
+    assert one is not None and many is not None
+    assert abs(one.value - many.value) <= one.error + many.error
+    assert np.array_equal(one.mask, many.mask)
+    check_fast(p, q, n)

@@ -57,13 +57,16 @@ __all__ = [
 
 #: Below this vocabulary size the reference chain (:func:`.wor.wor_chain`) is used.
 WOR_FAST_MIN_V: int = 2048
-#: Largest :math:`x = q_i t` (over all nodes) of the first moment tier (Taylor degree ~6).
+#: Largest :math:`x = q_i t` (over all nodes) of the first moment tier (Taylor degree 5).
 WOR_TIER1_X: float = 1e-3
-#: Largest :math:`x = q_i t` of the second moment tier (Taylor degree 12-20); larger tokens are
+#: Largest :math:`x = q_i t` of the second moment tier (Taylor degree 11-16); larger tokens are
 #: multiplied in exactly.
 WOR_TIER2_X: float = 1e-1
-#: Bound on the relative Taylor remainder of each tier (relative to :math:`\sum_i q_i t`).
-WOR_TAYLOR_TOL: float = 1e-18
+#: Bound on the relative Taylor remainder of each tier (relative to :math:`\sum_i q_i t`). The
+#: error bound adds :math:`n(\tau + 64\varepsilon)` times the majorant, so a :math:`\tau` below
+#: :math:`64\varepsilon \approx 1.4\cdot10^{-14}` barely changes it; :math:`10^{-15}` saves one
+#: moment pass over the vocabulary (tier 1: degree 5, not 6) and 2-4 in tier 2.
+WOR_TAYLOR_TOL: float = 1e-15
 #: Accept the trapezoid rule once the estimated discretisation error of every boundary integral
 #: (:func:`_quad_error`) is below this (absolute).
 WOR_FAST_CHANGE: float = 1e-11
@@ -82,11 +85,20 @@ WOR_FAST_MAX_BIG: int = 20000
 WOR_FAST_SUB_MIN: int = 256
 #: Extra float32 mantissa bits of the second-level key.
 WOR_FAST_SUB_BITS: int = 3
+#: Levels of finer keys below the first (each ``WOR_FAST_SUB_BITS`` bits finer); level 1 is the
+#: second level of section 7.3, deeper levels split its surviving runs again. Deeper levels cut
+#: the tokens evaluated one by one up to 16x on the benchmark's instances but not the time (the runs'
+#: boundary polynomials cost as much as the tokens they save; measured under load), so off.
+WOR_FAST_SUB_LEVELS: int = 1
+#: Surviving runs with at least this many tokens are split again (levels below the second).
+WOR_FAST_SUB_MIN_DEEP: int = 64
 #: ``n = 3``: evaluate :math:`G_2` in closed form (pair sums through moments, section 7.7)
 #: instead of by quadrature.
 WOR_FAST_CLOSED3: bool = True
 #: Largest number of big tokens for the closed form (their pairs are summed explicitly).
 WOR_FAST_CLOSED3_MAX_BIG: int = 2048
+#: Tokens per chunk of the first sweep (keys, p masses, first-tier moments; cache-sized).
+WOR_FAST_CHUNK: int = 32768
 #: Largest error bound the fast path returns; above it the caller uses the reference evaluator.
 WOR_FAST_MAX_ERROR: float = 1e-11
 _KMAX: int = 64
@@ -103,7 +115,7 @@ def wor_fast_mantissa_bits(V: int, n: int) -> int:
     if n >= 12:
         return int(min(3, max(2, bl - 16)))
     if n >= 4:
-        return int(min(4, max(3, bl - 15)))
+        return int(min(4, max(3, bl - 12)))  # third round: 4 bits from V = 32k (was 3 below 256k)
     return int(min(6, max(2, bl - 12)))
 
 
@@ -339,6 +351,9 @@ class _Boundary:
             else np.zeros(0, dtype=np.intp)
         )
         self.table = np.concatenate([tr[1] for tr in tiers], axis=0) if tiers else np.zeros((0, n))
+        # Newton's signs (-1)^{j+1} j folded into the table: (K, n - 1)
+        sign = np.where(np.arange(1, n) % 2 == 1, 1.0, -1.0) * np.arange(1, n)
+        self.stable = self.table[:, 1:n] * sign[None, :]
         self.big_q = big_q
         self.big_cnt = big_cnt  # big tokens up to and including each boundary
         g = math.expm1(WOR_TIER2_X)  # c_i <= g for every small token at every node
@@ -357,25 +372,26 @@ class _Boundary:
         K = self.kpow.size
         if K:
             tk = t[None, :] ** self.kpow[:, None]  # (K, N)
-            C = (tk[:, :, None] * self.table[:, None, 1:n]).reshape(K, N * (n - 1))
-            L = _matmul_1thread(Mcum, C).reshape(B, N, n - 1)  # P_j/j = sum_k a_jk/j t^k M_k
+            C = (self.stable[:, :, None] * tk[:, None, :]).reshape(K, (n - 1) * N)
+            # (-1)^{j+1} j P_j/j = (-1)^{j+1} sum_k a_jk t^k M_k, as a (n - 1, B, N) view
+            sjL = _matmul_1thread(Mcum, C).reshape(B, n - 1, N).transpose(1, 0, 2)
         else:
-            L = np.zeros((B, N, n - 1))
+            sjL = np.zeros((n - 1, B, N))
         # exp of the log series by m S_m = sum_j (-1)^{j+1} j L_j S_{m-j} (Newton's identities)
-        sign = np.where(np.arange(1, n) % 2 == 1, 1.0, -1.0) * np.arange(1, n)
-        sjL = np.moveaxis(L, 2, 0) * sign[:, None, None]  # (n-1, B, N)
         S = np.empty((n, B, N))
         S[0] = 1.0
         for m in range(1, n):
             S[m] = np.einsum("jbn,jbn->bn", sjL[:m], S[m - 1 :: -1][:m]) / m
-        if self.big_q.size:
-            c = np.expm1(self.big_q[:, None] * t[None, :])
-            Y = _poly_cum(np.concatenate([np.zeros((1, N)), c]), n)  # (n, 1 + E, N)
+        E_need = int(big_cnt.max(initial=0))  # big tokens beyond the last row are not needed
+        if E_need:
+            c = np.zeros((1 + E_need, N))
+            np.expm1(self.big_q[:E_need, None] * t[None, :], out=c[1:])
+            Y = _poly_cum(c, n)  # (n, 1 + E_need, N)
             Bc = Y[:, big_cnt, :]
         else:
             Bc = np.zeros((n, B, N))
             Bc[0] = 1.0
-        return Bc, S, L[:, :, 0]
+        return Bc, S, sjL[0]
 
     def integrand(
         self,
@@ -707,6 +723,57 @@ def _u_of_t(t: float) -> float:
     return u
 
 
+def _keys_and_moments(
+    p: np.ndarray, q: np.ndarray, m_bits: int, q1: float | None, K: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    r"""Ratios ``r = p/q``, bucket keys, per-bucket ``p`` masses and (if ``q1`` is given) the first
+    tier's per-bucket moments :math:`M_k = \sum_{i: q_i < q_1} q_i^k`, ``k = 1..K`` (shape
+    ``(K, M)``) and the indices of the other tokens (:math:`q_i \ge q_1`, ascending), in one
+    sweep over chunks of ``WOR_FAST_CHUNK`` tokens.
+
+    The same operations as whole-row passes (the keys are bit-identical; the sums are positive
+    sums in another order), but each chunk's temporaries stay in cache: 2x faster at V = 256k.
+    """
+    V = p.size
+    M = 1 << (8 + m_bits)
+    C = min(V, WOR_FAST_CHUNK)
+    r = np.empty(V)
+    key = np.empty(V, dtype=np.intp)
+    bp_all = np.zeros(M)
+    Mb = np.zeros((K, M)) if q1 is not None else None
+    his: list[np.ndarray] = []
+    f32 = np.empty(C, dtype=np.float32)
+    u32 = np.empty(C, dtype=np.uint32)
+    w = np.empty(C)
+    cur = np.empty(C)
+    sh = np.uint32(23 - m_bits)
+    msk = np.uint32(M - 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for s in range(0, V, C):
+            e = min(V, s + C)
+            c = e - s
+            rs = r[s:e]
+            np.divide(p[s:e], q[s:e], out=rs)
+            f32[:c] = rs  # float32 rounding, as r.astype(np.float32)
+            np.right_shift(f32[:c].view(np.uint32), sh, out=u32[:c])
+            np.bitwise_and(u32[:c], msk, out=u32[:c])
+            ks = key[s:e]
+            ks[...] = u32[:c]
+            bp_all += np.bincount(ks, weights=p[s:e], minlength=M)
+            if Mb is not None:
+                qs = q[s:e]
+                hic = np.flatnonzero(qs >= q1)  # the few tokens above the first tier
+                his.append(hic + s)
+                np.copyto(w[:c], qs)
+                w[hic] = 0.0
+                Mb[0] += np.bincount(ks, weights=w[:c], minlength=M)
+                for k in range(1, K):
+                    np.multiply(w[:c] if k == 1 else cur[:c], w[:c], out=cur[:c])
+                    Mb[k] += np.bincount(ks, weights=cur[:c], minlength=M)
+    hi_idx = np.concatenate(his) if his else np.zeros(0, dtype=np.intp)
+    return r, key, bp_all, Mb, hi_idx
+
+
 def wor_prefix_fast(
     p: np.ndarray,
     q: np.ndarray,
@@ -751,11 +818,8 @@ def wor_prefix_fast(
     info: dict[str, float] = {}
 
     # --- 1. keys, occupied buckets, per-bucket sums -------------------------------------------
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = p / q
-        bits = r.astype(np.float32).view(np.uint32) >> np.uint32(23 - m_bits)
-    key = (bits & np.uint32(M - 1)).astype(np.intp)
-    bp_all = np.bincount(key, weights=p, minlength=M)
+    # (the keys are computed after the integration range, in cache-sized chunks together with
+    # the first tier's moments: _keys_and_moments)
     tot = float(np.sum(q))
     nodes_s = np.zeros(0)
     coarse = np.zeros(0, dtype=bool)
@@ -788,8 +852,9 @@ def wor_prefix_fast(
         q2 = WOR_TIER2_X / T
         if not tot > 4.0 * q2:
             return None  # (cannot happen for a validated distribution; guards the G_1 series)
-        low = q < q1
-        hi_idx = np.flatnonzero(~low)  # tier 2 and big tokens: a few percent of V
+        K1, tau1 = _taylor_degree(WOR_TIER1_X, n)
+        # hi_idx: tier 2 and big tokens (q >= q1), a few percent of V
+        r, key, bp_all, Mb1, hi_idx = _keys_and_moments(p, q, m_bits, q1, K1)
         qh = q[hi_idx]
         bigsel = qh >= q2
         bidx = hi_idx[bigsel]
@@ -805,19 +870,21 @@ def wor_prefix_fast(
         A = _taylor_table(n)
         # Tier 1 (most tokens): masked weights over the whole row, no gather. The moments also
         # give q(bucket) (M_1) and G_1 = sum_i q_i/(tot - q_i) = sum_k M_k / tot^k (section 7.2).
-        w1 = q * low
         bq_all = np.zeros(M)
         ba_all = np.zeros(M)
-        for kk, w, X, qhi in ((key, w1, WOR_TIER1_X, q1), (key[mid], qh[~bigsel], WOR_TIER2_X, q2)):
-            if w.size == 0:
-                continue
-            K, tau = _taylor_degree(X, n)
-            Mb = np.empty((K, M))
-            Mb[0] = np.bincount(kk, weights=w, minlength=M)
-            cur = np.empty_like(w)
-            for k in range(1, K):
-                np.multiply(w if k == 1 else cur, w, out=cur)
-                Mb[k] = np.bincount(kk, weights=cur, minlength=M)
+        for kk, w, X, qhi in ((None, None, WOR_TIER1_X, q1), (key[mid], qh[~bigsel], WOR_TIER2_X, q2)):
+            if kk is None or w is None:
+                K, tau, Mb = K1, tau1, Mb1
+            else:
+                if w.size == 0:
+                    continue
+                K, tau = _taylor_degree(X, n)
+                Mb = np.empty((K, M))
+                Mb[0] = np.bincount(kk, weights=w, minlength=M)
+                cur = np.empty_like(w)
+                for k in range(1, K):
+                    np.multiply(w if k == 1 else cur, w, out=cur)
+                    Mb[k] = np.bincount(kk, weights=cur, minlength=M)
             bq_all += Mb[0]
             ba_all += (tot ** -np.arange(1.0, K + 1.0)) @ Mb
             # sum_{k > K} (q_i/tot)^k <= (q_i/tot) rho^K / (1 - rho), rho = qhi / tot
@@ -836,6 +903,7 @@ def wor_prefix_fast(
             bq_all += np.bincount(kb, weights=qb, minlength=M)
             ba_all += np.bincount(kb, weights=qb / restb, minlength=M)
     else:
+        r, key, bp_all, _, _ = _keys_and_moments(p, q, m_bits, None, 0)
         bq_all = np.bincount(key, weights=q, minlength=M)
         # 1 - q_i as the mass of the other tokens: tot - q_i is exact to a relative eps when
         # q_i <= tot / 2; the (at most one) larger token gets the explicit sum of the others.
@@ -1028,6 +1096,70 @@ def wor_prefix_fast(
             If = h * vals.sum(axis=1)
             return If, _quad_error(np.abs(If - vals @ w_nodes), If)
 
+        def refine(
+            a0: int,
+            a1: int,
+            basec: np.ndarray,
+            fac: float,
+            mb: int,
+            depth: int,
+            ctx: tuple,
+            slices: list[tuple[int, int, np.ndarray | None, float]],
+        ) -> None:
+            """Split the tokens ``a0:a1`` of a candidate bucket (base polynomial ``basec``, relative
+            error factor ``fac``) by a key ``WOR_FAST_SUB_BITS`` bits finer than ``mb``, evaluate the
+            run ends, prune the runs (section 7.3) and recurse into the survivors, up to
+            ``WOR_FAST_SUB_LEVELS`` levels; unsplit pieces go to ``slices`` (token by token)."""
+            nonlocal value, value_err, thr, extra, error
+            b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek = ctx
+            sub = None
+            smin = WOR_FAST_SUB_MIN if depth == 0 else WOR_FAST_SUB_MIN_DEEP
+            if a1 - a0 >= smin and depth < WOR_FAST_SUB_LEVELS and mb < 23 and bool(np.all(qr[a0:a1] > 0)):
+                sub = _sub_buckets(r[ii[a0:a1]], qr[a0:a1], n, mb, q1, q2, t_nodes)
+            if sub is None:
+                slices.append((a0, a1, basec, fac))
+                return
+            # --- a finer level: boundaries of finer buckets inside this run ---------------------
+            sends_l, lo_sub, prodc, p1fac = sub
+            sends = a0 + sends_l
+            full = _poly_mul(np.broadcast_to(basec[:, None, :], prodc.shape), prodc, n)
+            # sum_{m>=2}[z^m] of the full polynomial at each sub-boundary
+            vsub = full[2:].sum(axis=0) * wexp[None, :]
+            Isub = h * vsub.sum(axis=1)
+            qsub = _quad_error(np.abs(Isub - vsub @ w_nodes), Isub)
+            msub = h * (full.sum(axis=0) * p1fac * wexp[None, :]).sum(axis=1)
+            fsub = fac + float(np.max(msub / np.maximum(Isub, 1e-300)))
+            Ge = Gk[sends] + Isub
+            Gee = Gek[sends] + qsub + tail + (rel + n * (trunc + 64 * _EPS) * fsub) * Isub
+            Qs = np.clip(Sk[sends] - lamk[sends] * Ge, 0.0, 1.0)
+            es = lamk[sends] * Gee + 8 * _EPS * (Sk[sends] + lamk[sends] * Ge)
+            fs = 1.0 + Pk[sends] - Qs
+            error = max(error, float(np.max(es)))
+            isb = int(np.argmin(fs))
+            if fs[isb] < value:
+                value, value_err = float(fs[isb]), float(es[isb])
+                thr = int(occ[b])
+                extra = idx[s0 : s0 + int(sends[isb]) + 1]
+            # pruning inside the run, exactly as at the first level
+            sstarts = np.concatenate([[a0], sends[:-1] + 1])
+            P0 = Pc[b - 1] if b > 0 else 0.0
+            Pbs = np.where(sstarts > 0, Pk[np.maximum(sstarts - 1, 0)], P0)
+            qsum = np.add.reduceat(qr[a0:a1], sstarts - a0)
+            lbs = 1.0 + Pbs + lo_sub * qsum - (Qs + es)
+            info["sub_buckets"] = info.get("sub_buckets", 0.0) + float(sends.size)
+            for s_ in np.flatnonzero(lbs < value + value_err):
+                bc = basec if s_ == 0 else full[:, s_ - 1, :]
+                refine(
+                    int(sstarts[s_]),
+                    int(sends[s_]) + 1,
+                    bc,
+                    fsub,
+                    min(23, mb + WOR_FAST_SUB_BITS),
+                    depth + 1,
+                    ctx,
+                    slices,
+                )
+
         for s0, s1 in zip(starts, ends, strict=True):
             b = int(pos_b[s0])
             ii = idx[s0:s1]
@@ -1071,43 +1203,7 @@ def wor_prefix_fast(
                     basec = np.zeros((n, t_nodes.size))
                     basec[0] = 1.0
                     fac = 0.0
-                sub = None
-                if L >= WOR_FAST_SUB_MIN and bool(np.all(qr > 0)):
-                    sub = _sub_buckets(r[ii], qr, n, m_bits, q1, q2, t_nodes)
-                if sub is None:
-                    slices.append((0, L, basec, fac))
-                else:
-                    # --- second level: boundaries of finer buckets inside this bucket --------
-                    sends, lo_sub, prodc, p1fac = sub
-                    full = _poly_mul(np.broadcast_to(basec[:, None, :], prodc.shape), prodc, n)
-                    # sum_{m>=2}[z^m] of the full polynomial at each sub-boundary
-                    vsub = full[2:].sum(axis=0) * wexp[None, :]
-                    Isub = h * vsub.sum(axis=1)
-                    qsub = _quad_error(np.abs(Isub - vsub @ w_nodes), Isub)
-                    msub = h * (full.sum(axis=0) * p1fac * wexp[None, :]).sum(axis=1)
-                    fsub = fac + float(np.max(msub / np.maximum(Isub, 1e-300)))
-                    Ge = Gk[sends] + Isub
-                    Gee = Gek[sends] + qsub + tail + (rel + n * (trunc + 64 * _EPS) * fsub) * Isub
-                    Qs = np.clip(Sk[sends] - lamk[sends] * Ge, 0.0, 1.0)
-                    es = lamk[sends] * Gee + 8 * _EPS * (Sk[sends] + lamk[sends] * Ge)
-                    fs = 1.0 + Pk[sends] - Qs
-                    error = max(error, float(np.max(es)))
-                    isb = int(np.argmin(fs))
-                    if fs[isb] < value:
-                        value, value_err = float(fs[isb]), float(es[isb])
-                        thr = int(occ[b])
-                        extra = idx[s0 : s0 + int(sends[isb]) + 1]
-                    # pruning inside the bucket, exactly as at the first level
-                    sstarts = np.concatenate([[0], sends[:-1] + 1])
-                    P0 = Pc[b - 1] if b > 0 else 0.0
-                    Pbs = np.where(sstarts > 0, Pk[np.maximum(sstarts - 1, 0)], P0)
-                    qsum = np.add.reduceat(qr, sstarts)
-                    lbs = 1.0 + Pbs + lo_sub * qsum - (Qs + es)
-                    for s_ in np.flatnonzero(lbs < value + value_err):
-                        a0, a1 = int(sstarts[s_]), int(sends[s_]) + 1
-                        bc = basec if s_ == 0 else full[:, s_ - 1, :]
-                        slices.append((a0, a1, bc, fsub))
-                    info["sub_buckets"] = info.get("sub_buckets", 0.0) + float(sends.size)
+                refine(0, L, basec, fac, m_bits, 0, (b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek), slices)
             chain = (Pk, Sk, lamk, Gk, Gek)
             for a0, a1, bc, fc in slices:
                 n_eval += a1 - a0
