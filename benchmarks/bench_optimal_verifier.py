@@ -4,8 +4,15 @@ Configurations: V in {1k, 32k, 128k}, n in {2, 4, 8}. Rows are LM-like: Gumbel l
 p, the same logits plus Gaussian noise (scale ``--noise``) for q.
 
 * **numpy** (``spectheory.verifiers.optimal.layout_rule``): per-position setup (median and minimum
-  over ``--repeats`` runs, wall and process CPU time) and sampling per verified tuple
-  (``LayoutRule.sample_many`` on N tuples; drawing the drafts is not timed).
+  over ``--repeats`` runs, wall and process CPU time), setup plus the first verified tuple (the
+  rule builds its per-piece arrays only if they are inspected; sampling never needs them), and
+  sampling per verified tuple (``LayoutRule.sample_many`` on N tuples; drawing the drafts is not
+  timed).
+* **seed sweep** (``--seeds K``, default 6 with ``--quick``): the setup at V = 32k, n = 4 on K
+  rows of the same generator (seeds 0..K-1), since the time depends on the row (the size of
+  :math:`H^*`, the number of exchanges). With ``--baseline REV`` the implementation at git
+  revision ``REV`` is timed alternately with the current one in the same process (same rows,
+  interleaved runs), so that both see the same load.
 * **JAX** (``spectheory.verifiers.optimal_jax``): the jit-compiled batched setup on ``(B, V)`` rows
   (per-position time = batch time / B; compilation timed separately) and the batched sampler
   (one tuple per row, and N tuples of one row).
@@ -16,7 +23,8 @@ alpha*; in float32 the acceptance must be within ``FLOAT32_ACCEPTANCE_BOUND`` of
 
 Modes::
 
-    python benchmarks/bench_optimal_verifier.py --quick   # seconds: V = 1k, 32k at n = 4
+    python benchmarks/bench_optimal_verifier.py --quick   # seconds: V = 1k, 32k at n = 4, 6 seeds
+    python benchmarks/bench_optimal_verifier.py --quick --no-jax --baseline HEAD --repeats 21
     python benchmarks/bench_optimal_verifier.py           # CPU: all configurations, JAX with B = 1
     python benchmarks/bench_optimal_verifier.py --gpu     # JAX on the default device, B in {1, 256}
 
@@ -32,7 +40,10 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +93,38 @@ def bench_numpy(V: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     alpha = _alpha(p, q, n)
     rng = np.random.default_rng(V + n)
     drafts = rng.choice(V, size=(args.tuples, n), p=q)
+
+    def setup_and_first() -> None:
+        layout_rule(p, q, n).sample(drafts[0], rng)
+
+    first, _ = _timed(setup_and_first, args.repeats, args.cap_s)
     t = time.perf_counter()
     rule.sample_many(drafts, rng)
     samp = time.perf_counter() - t
+    extra: dict[str, Any] = {}
+    if args.baseline_module is not None:  # alternate with the baseline, same row, same load
+        old = args.baseline_module._layout_rule_checked
+        old(p, q, n)
+        new_t, old_t = [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            layout_rule(p, q, n)
+            new_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            old(p, q, n)
+            old_t.append(time.perf_counter() - t)
+        extra = {"baseline": args.baseline,
+                 "alternated_setup_ms": 1e3 * float(np.median(new_t)),
+                 "baseline_setup_ms": 1e3 * float(np.median(old_t)),
+                 "ratio": float(np.median(new_t) / np.median(old_t))}
     return {
         "backend": "numpy", "device": "cpu", "dtype": "float64", "V": V, "n": n, "B": 1,
         "alpha_star": alpha, "acceptance_minus_alpha": rule.acceptance - alpha,
         "setup_ms": 1e3 * float(np.median(walls)), "setup_min_ms": 1e3 * min(walls),
         "setup_cpu_ms": 1e3 * float(np.median(cpus)), "repeats": len(walls),
+        "setup_plus_first_sample_ms": 1e3 * float(np.median(first)),
         "sample_us_per_tuple": 1e6 * samp / args.tuples,
-        "exchanges": rule.info["exchanges"], "pieces": rule.info["pieces"],
+        "exchanges": rule.info["exchanges"], "pieces": rule.info["pieces"], **extra,
     }
 
 
@@ -167,6 +200,74 @@ def bench_jax(V: int, n: int, B: int, dtype: str, args: argparse.Namespace) -> d
     return row
 
 
+# ------------------------------------------------------------------------------- seed sweep
+def _baseline_module(rev: str) -> Any:
+    """The numpy layout at git revision ``rev`` (``spectheory/verifiers/optimal.py``), loaded
+    as a separate module next to the current one."""
+    import spectheory.verifiers.base as base
+
+    root = Path(__file__).resolve().parent.parent
+    src = subprocess.run(
+        ["git", "show", f"{rev}:spectheory/verifiers/optimal.py"], cwd=root, check=True,
+        capture_output=True, text=True,
+    ).stdout
+    mod = types.ModuleType("spectheory.verifiers._optimal_baseline")
+    mod.__package__ = "spectheory.verifiers"
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    saved = dict(base._REGISTRY)
+    exec(compile(src, f"{rev}:optimal.py", "exec"), mod.__dict__)
+    base._REGISTRY.clear()  # the old class registered itself under the same name: undo
+    base._REGISTRY.update(saved)
+    return mod
+
+
+def _git_commit(rev: str) -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", rev], cwd=Path(__file__).resolve().parent.parent,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):  # pragma: no cover - no git
+        return None
+
+
+def bench_seeds(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Setup at V = 32k, n = 4 on ``args.seeds`` rows; old and new alternated if a baseline."""
+    from spectheory.verifiers.optimal import _layout_rule_checked
+
+    old = args.baseline_module
+    V, n = 32_000, 4
+    out = []
+    for seed in range(args.seeds):
+        p, q = _rows(seed, 1, V, args.noise)
+        p, q = p[0], q[0]
+        rule = _layout_rule_checked(p, q, n)  # warm-up (and the row's statistics)
+        if old is not None:
+            old._layout_rule_checked(p, q, n)
+        new_t, old_t = [], []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            _layout_rule_checked(p, q, n)
+            new_t.append(time.perf_counter() - t)
+            if old is not None:
+                t = time.perf_counter()
+                old._layout_rule_checked(p, q, n)
+                old_t.append(time.perf_counter() - t)
+        row: dict[str, Any] = {
+            "seed": seed, "V": V, "n": n, "repeats": args.repeats,
+            "witness_size": int(rule.witness.sum()), "exchanges": rule.info["exchanges"],
+            "pieces": rule.info["pieces"], "setup_ms": 1e3 * float(np.median(new_t)),
+            "setup_min_ms": 1e3 * min(new_t),
+        }
+        msg = f"seed {seed}: setup={row['setup_ms']:7.3f} ms (min {row['setup_min_ms']:.3f})"
+        if old is not None:
+            row["baseline"] = args.baseline
+            row["baseline_setup_ms"] = 1e3 * float(np.median(old_t))
+            row["ratio"] = row["setup_ms"] / row["baseline_setup_ms"]
+            msg += f"  baseline {args.baseline}={row['baseline_setup_ms']:7.3f} ms  ratio {row['ratio']:.2f}"
+        print(f"numpy V=32000 n=4 {msg}  |H*|={row['witness_size']}", flush=True)
+        out.append(row)
+    return out
+
+
 # ------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -178,7 +279,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per configuration")
     ap.add_argument("--budget-s", type=float, default=None, help="global time budget (seconds)")
     ap.add_argument("--no-jax", action="store_true", help="numpy only")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seed sweep at V = 32k, n = 4 over this many rows (default 6 with --quick)")
+    ap.add_argument("--baseline", default=None,
+                    help="git revision whose numpy layout is timed alternately in the seed sweep")
     args = ap.parse_args()
+    if args.seeds is None:
+        args.seeds = 6 if args.quick and not args.gpu else 0
     if args.quick:
         configs = [(1_000, 4), (32_000, 4)]
     else:
@@ -188,6 +295,8 @@ def main() -> None:
     budget = args.budget_s or (60.0 if args.quick else 420.0 if args.gpu else 900.0)
     args.cap_s = 20.0 if not args.quick else 5.0
     deadline = time.perf_counter() + budget
+    args.baseline_module = _baseline_module(args.baseline) if args.baseline else None
+    load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     plan: list[tuple[str, int, int, int, str]] = []
     if not args.gpu:
@@ -212,6 +321,9 @@ def main() -> None:
         rows.append(r)
         extra = (
             f"|acc-alpha*|={abs(r['acceptance_minus_alpha']):.1e} cpu={r['setup_cpu_ms']:6.2f} ms"
+            f" +1st sample={r['setup_plus_first_sample_ms']:.3f} ms"
+            + (f" | alternated: {r['alternated_setup_ms']:.3f} vs {args.baseline}"
+               f" {r['baseline_setup_ms']:.3f} ms, ratio {r['ratio']:.2f}" if "ratio" in r else "")
             if backend == "numpy"
             else f"check={'ok' if r['check_ok'] else 'FAIL'} ({r['check_acceptance_err']:.1e})"
             f" compile={r['compile_s']:.1f}s batch-sample={r['sample_batch_us_per_tuple']:.2f} us"
@@ -235,6 +347,8 @@ def main() -> None:
         if not args.gpu
         else f"JAX on {device}"
     )
+    sweep = bench_seeds(args) if args.seeds and not args.gpu else []
+    load_end = os.getloadavg()
     goal = next((r for r in rows if r.get("backend") == "numpy" and r["V"] == 32_000
                  and r["n"] == 4), None)
     out = {
@@ -246,7 +360,13 @@ def main() -> None:
         "goal_setup_ms_cpu_V32k_n4": GOAL_CPU_MS,
         "goal_setup_ms_gpu": GOAL_GPU_MS,
         "measured_setup_ms_V32k_n4": None if goal is None else goal.get("setup_ms"),
+        "worst_seed_setup_ms_V32k_n4": max((r["setup_ms"] for r in sweep), default=None),
+        "baseline": None if not args.baseline else {
+            "rev": args.baseline, "commit": _git_commit(args.baseline),
+            "note": "timed alternately with the current code, same rows, same process"},
+        "load_average_1_5_15min": {"start": load_start, "end": load_end},
         "rows": rows,
+        "seed_sweep": sweep,
     }
     name = ("bench_optimal_verifier_gpu" if args.gpu
             else "bench_optimal_verifier_quick" if args.quick else "bench_optimal_verifier")

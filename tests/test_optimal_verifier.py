@@ -425,3 +425,53 @@ def test_many_drafts_tiny_masses(n: int) -> None:
     alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
     assert abs(rule.acceptance - alpha) < EXACT_TOL
     assert _cell_density(rule) < ROUND_TOL
+
+
+# ------------------------------------------------------- pair form (what the setup keeps)
+def _piece_twin(rule: LayoutRule) -> LayoutRule:
+    """The same rule with its pieces given explicitly (the form the JAX port's ``to_layout_rule``
+    builds), so that it samples through the per-piece (CSR) arrays, not the pair form."""
+    return LayoutRule(
+        p=rule.p, q=rule.q, n=rule.n, alpha_star=rule.alpha_star, witness=rule.witness,
+        accepted=rule.accepted, residual=rule.residual, group=rule.group,
+        group_token=rule.group_token, piece_start=rule.piece_start, piece_end=rule.piece_end,
+        piece_ptr=rule.piece_ptr, selection=rule.selection, accept_prob=rule.accept_prob,
+        _cum=rule._cum, piece_mass=rule.piece_mass, info=rule.info,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_sampler_matches_piece_sampler(seed: int) -> None:
+    """The setup keeps the layout as its exchanges (the pair form) and samples from it; the
+    per-piece arrays are built only when inspected. Fed the same random numbers, the pair-form
+    sampler and the per-piece sampler put every draft at the same position (so both sample the
+    layout whose exact law the enumeration tests check), and sampling builds no pieces."""
+    rng = np.random.default_rng(100 + seed)
+    p, q = _lm_like(rng, 3000, 1.0) if seed < 2 else _random_instance(rng, 40)
+    n = 3 + seed
+    rule = layout_rule(p, q, n)
+    drafts = st.IID(q, n).sample(rng, 20_000)
+    rule.sample_many(drafts, np.random.default_rng(seed))
+    # Sampling needed no per-piece arrays (the descriptor's slot is still empty).
+    assert rule.__dict__.get("_lazy_piece_start") is None
+    pos_pairs = rule.positions(drafts, np.random.default_rng(seed + 50))
+    twin = _piece_twin(rule)  # reading the piece arrays builds them
+    assert twin._pairs is None and rule.__dict__.get("_lazy_piece_start") is not None
+    pos_pieces = twin.positions(drafts, np.random.default_rng(seed + 50))
+    assert np.max(np.abs(pos_pairs - pos_pieces)) < ROUND_TOL
+    assert rule.info["pieces"] == len(rule.piece_mass) == rule.piece_ptr[-1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st_h.integers(0, 2**32 - 1), V=st_h.integers(2, 400), n=st_h.integers(1, 9))
+def test_selection_is_the_pieces_marginal(seed: int, V: int, n: int) -> None:
+    """``selection`` is the target the exchange realises (docs, section 4); Lemma 1 applied to
+    the built pieces, sum of mass * (t^n - s^n)/(t - s) per token, gives the same marginal."""
+    rng = np.random.default_rng(seed)
+    p, q = _random_instance(rng, V)
+    rule = layout_rule(p, q, n)
+    ps, pe, m = rule.piece_start, rule.piece_end, rule.piece_mass
+    h = sum(pe ** (n - 1 - i) * ps**i for i in range(n))  # (t^n - s^n)/(t - s), no cancellation
+    owner = rule.group_token[np.repeat(np.arange(len(rule.piece_ptr) - 1), np.diff(rule.piece_ptr))]
+    r = np.bincount(owner, weights=m * h, minlength=V)
+    assert np.max(np.abs(r - rule.selection)) < ROUND_TOL

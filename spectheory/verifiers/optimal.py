@@ -38,7 +38,9 @@ slot with later tokens worth more ("donors"), matched first-in-first-out by cumu
 exchange of mass :math:`y` between slots :math:`k < j` moves :math:`y (s_j - s_k)` of selection
 value, :math:`s` being the slots' mean density :math:`\gamma/q`, so every token hits its target
 exactly. Cost: one sort plus :math:`O(V)` array passes (the matching is one stable merge of the
-breakpoints and two running counts, see :func:`_exchange`).
+breakpoints, whose runs give every pair, see :func:`_exchange_pairs`). The rule keeps the layout
+as its list of exchanges and samples from it directly; the per-piece arrays of
+:class:`LayoutRule` are built only if they are read (e.g. for the exact per-tuple law).
 
 A batched, jit-compiled JAX port of the same construction (float32 and float64, CPU or GPU) is
 :mod:`spectheory.verifiers.optimal_jax`.
@@ -82,14 +84,19 @@ def _pow_diff(t: float, s: float, n: int) -> float:
     return (t - s) * acc
 
 
-def _pow_diff_vec(t: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+def _pow_diff_vec(t: np.ndarray, s: np.ndarray, n: int, d: np.ndarray | None = None
+                  ) -> np.ndarray:
     r"""Vectorised :func:`_pow_diff`: :math:`(t - s) h_{n-1}` with
     :math:`h_m = \sum_{i=0}^{m} t^i s^{m-i}` by the recurrence :math:`h_m = t\,h_{m-1} + s^m`
-    (no ``pow`` calls; in place, two temporaries)."""
+    (no ``pow`` calls; in place, two temporaries). ``d``, if given, is :math:`t - s \ge 0`,
+    already computed by the caller (it is not modified)."""
     t = np.asarray(t, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
-    d = t - s
-    np.maximum(d, 0.0, out=d)
+    if d is None:
+        d = t - s
+        np.maximum(d, 0.0, out=d)
+    elif n == 1:
+        return d.copy()
     if n == 1:
         return d
     h = t + s  # h_1
@@ -100,8 +107,30 @@ def _pow_diff_vec(t: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
             h += sp
             if m < n - 1:
                 sp *= s
-    d *= h
-    return d
+    h *= d
+    return h
+
+
+def _block_sums(x: np.ndarray, block: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of ``x`` over contiguous blocks (``block``: non-decreasing ids ``0..nb-1`` without
+    gaps, ``starts``: where each block begins). ``reduceat`` for a few long blocks, ``bincount``
+    for many short ones (each is several times faster than the other at its end)."""
+    nb = len(starts)
+    if 4 * nb < len(x):
+        return np.add.reduceat(x, starts)
+    return np.bincount(block, weights=x, minlength=nb)
+
+
+def _ipow_inplace(x: np.ndarray, n: int) -> np.ndarray:
+    r""":math:`x \leftarrow x^n` in place (repeated squaring for a power of two; otherwise through
+    :func:`_ipow`). Returns ``x``."""
+    if n & (n - 1) == 0:
+        while n > 1:
+            np.multiply(x, x, out=x)
+            n >>= 1
+    else:
+        x[...] = _ipow(x, n)
+    return x
 
 
 def _ipow(x: np.ndarray, n: int) -> np.ndarray:
@@ -125,16 +154,14 @@ def _ipow(x: np.ndarray, n: int) -> np.ndarray:
 class _Pieces:
     """Pieces of the layout, grouped by owner (CSR): token ``k`` (local index, prefix order) owns
     ``slot[ptr[k]:ptr[k+1]]`` / ``mass[ptr[k]:ptr[k+1]]``, its own slot first; each piece is the
-    mass ``mass`` of slot ``slot`` spread uniformly over it. ``pairs`` counts the exchanges;
-    ``value`` (:math:`\\sum` mass :math:`\\times s_{\\rm slot}`) and ``total`` (:math:`\\sum` mass)
-    are the per-token sums over the pieces."""
+    mass ``mass`` of slot ``slot`` spread uniformly over it. ``pairs`` counts the exchanges
+    (the pair pieces of positive mass; ``(len(slot) - K) / 2`` pairs are stored, zero-mass
+    rounding leftovers included)."""
 
     slot: np.ndarray
     mass: np.ndarray
     ptr: np.ndarray
     pairs: int
-    value: np.ndarray
-    total: np.ndarray
 
     @property
     def owner(self) -> np.ndarray:
@@ -142,8 +169,43 @@ class _Pieces:
         return np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr))
 
 
-def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> tuple[_Pieces,
-                                                                                        np.ndarray]:
+@dataclass(frozen=True)
+class _Pairs:
+    """The layout as its exchanges (what :func:`_exchange_pairs` produces; no per-piece arrays).
+
+    Token ``t`` (local index, prefix order) owns the mass :meth:`own` ``[t]`` of its slot
+    ``[S[t], S[t+1]]`` (of length ``L[t]``) and, for each exchange ``i`` it takes part in, mass
+    ``y[i]`` of the other slot of the pair (``j[i]`` for the receiver ``k[i]``, ``k[i]`` for the
+    donor ``j[i]``). Pairs are sorted by receiver *and* by donor, so the exchanges of ``t`` are the
+    consecutive range ``[lo[t], hi[t])`` of the pair list (empty for a token that exchanges
+    nothing); ``is_recv[t]`` says on which side. ``ycum`` holds the cumulative sums of ``y``
+    (leading 0). ``pairs`` counts the exchanges of positive mass.
+    """
+
+    S: np.ndarray
+    L: np.ndarray
+    k: np.ndarray
+    j: np.ndarray
+    y: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    is_recv: np.ndarray
+    ycum: np.ndarray
+    pairs: int
+
+    def own(self) -> np.ndarray:
+        """Mass every token keeps of its own slot: :math:`L_t` minus its exchanged mass (summed
+        per token; :math:`> 0` in exact arithmetic, clipped at 0 against rounding)."""
+        K = len(self.L)
+        used = np.bincount(self.k, weights=self.y, minlength=K)
+        used += np.bincount(self.j, weights=self.y, minlength=K)
+        own = self.L - used
+        np.maximum(own, 0.0, out=own)
+        return own
+
+
+def _exchange_pairs(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int,
+                    starts: np.ndarray | None = None) -> tuple[_Pairs, np.ndarray]:
     r"""Realise layout values ``target`` on slots ``[S_k, S_{k+1}]`` by exchanging uniform shares.
 
     Parameters
@@ -157,11 +219,14 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
         blocks.
     n
         Number of drafts.
+    starts
+        Where each block starts, if the caller knows it (found from ``block`` otherwise).
 
     Returns
     -------
-    pieces, s
-        The pieces, grouped by owner, and the slots' mean densities
+    pairs, s
+        The layout as its exchanges (:class:`_Pairs`; :func:`_pairs_to_pieces` turns it into
+        pieces grouped by owner) and the slots' mean densities
         :math:`s_k = \gamma_k / |{\rm slot}_k|`, with :math:`\gamma_k = S_{k+1}^n - S_k^n`.
 
     Notes
@@ -178,16 +243,19 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
     :math:`j` to :math:`k`. The exchanged masses of a token add up to less than its slot (strictly).
 
     The matching is one stable merge (``argsort(kind="stable")`` of three sorted runs: the
-    receivers' and donors' cumulative sums and the block starts) and two running counts: the
-    receiver (donor) of the elementary interval after breakpoint :math:`z_i` is the first whose
-    cumulative sum exceeds :math:`z_i`, i.e. the number of receiver (donor) breakpoints among
-    :math:`z_0, \dots, z_i`. Pairs come out sorted by receiver *and* by donor, so the pieces are
-    grouped by owner with monotone (cache-friendly) writes and no sort.
+    receivers' and donors' cumulative sums and the block starts). The receiver (donor) of the
+    elementary interval after breakpoint :math:`z_i` is the first whose cumulative sum exceeds
+    :math:`z_i`, i.e. receiver number :math:`r` when :math:`r` receiver breakpoints sit among
+    :math:`z_0, \dots, z_i`: each receiver owns the run of intervals between its predecessor's
+    breakpoint and its own, so the receivers of all intervals are one ``repeat`` (likewise the
+    donors), and those runs are the tokens' ranges of the pair list. Every interval is a pair
+    (no compression): the empty ones, the ones past the last breakpoint and rounding leftovers
+    get mass 0. Pairs come out sorted by receiver *and* by donor.
     """
     K = len(target)
     S0, S1 = S[:-1], S[1:]
     L = S1 - S0
-    gam = _pow_diff_vec(S1, S0, n)
+    gam = _pow_diff_vec(S1, S0, n, L)
     # Mean density n x^{n-1} over each slot; a slot lost to rounding gets the point density.
     s = np.empty(K)
     flat = np.flatnonzero(L <= 0)
@@ -197,21 +265,28 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
     delta = target - gam
     if K:
         # A block of one token has delta = 0 exactly (its total is 0); drop the rounding residue,
-        # which would only create exchanges of rounding-level value. (On LM-like rows about half
+        # which would only create exchanges of rounding-level value. (On LM-like rows up to half
         # of H* sits in such blocks.)
-        first = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
-        size = np.diff(first, append=K)
-        delta[first[size == 1]] = 0.0
-    up = np.maximum(delta, 0.0)
-    dn = up - delta  # = max(-delta, 0), exactly
-    recv, don = np.flatnonzero(delta > 0), np.flatnonzero(delta < 0)
+        if starts is None:
+            starts = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
+        singles = starts[np.diff(starts, append=K) == 1]
+        delta[singles] = 0.0
+    is_recv = delta > 0
+    recv, don = np.flatnonzero(is_recv), np.flatnonzero(delta < 0)
     nr, nd = len(recv), len(don)
     if not (K and nr and nd):
-        ptr = np.arange(K + 1, dtype=np.int64)
-        return _Pieces(np.arange(K, dtype=np.int64), L, ptr, 0, L * s, L.copy()), s
+        none = np.zeros(0, dtype=np.int64)
+        zero = np.zeros(K, dtype=np.int64)
+        return _Pairs(S, L, none, none, np.zeros(0), zero, zero, np.zeros(K, dtype=bool),
+                      np.zeros(1), 0), s
     nb = int(block[-1]) + 1
-    A = np.bincount(block, weights=up, minlength=nb)
-    B = np.bincount(block, weights=dn, minlength=nb)
+    up, dn = delta.take(recv), delta.take(don)  # delta+ of the receivers, delta- of the donors
+    np.negative(dn, out=dn)
+    brecv, bdon = block.take(recv), block.take(don)
+    # Block totals summed in token order, like the cumulative sums below (``bincount``; a
+    # pairwise ``reduceat`` would round differently from them).
+    A = np.bincount(brecv, weights=up, minlength=nb)
+    B = np.bincount(bdon, weights=dn, minlength=nb)
     AB = np.maximum(A, B)
     off = np.zeros(nb)
     # Widened by a few ulps: a block's cumulative sums (summed in another order) must stay below
@@ -220,85 +295,111 @@ def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int) -> t
     # Block-local inclusive cumulative sums of delta+ (delta-), shifted by the block's offset.
     shiftA = off - (np.cumsum(A) - A)
     shiftB = off - (np.cumsum(B) - B)
-    U = np.cumsum(up.take(recv))
-    U += shiftA.take(block.take(recv))
-    D = np.cumsum(dn.take(don))
-    D += shiftB.take(block.take(don))
+    U = np.cumsum(up)
+    U += shiftA.take(brecv)
+    D = np.cumsum(dn)
+    D += shiftB.take(bdon)
     # Block starts are breakpoints too (only those of blocks with exchanges: an idle block
     # starts where the next one does).
     z = np.concatenate([U, D, off.take(np.flatnonzero(AB > 0))])
     o = np.argsort(z, kind="stable")
     z = z.take(o)
-    cntU = np.cumsum(o < nr, dtype=np.int32)
-    cntD = np.cumsum(o < nr + nd, dtype=np.int32)
-    cntD -= cntU
+    npairs = len(z) - 1
     m = z[1:] - z[:-1]
-    kk, jj = cntU[:-1], cntD[:-1]
-    idx = np.flatnonzero((m > 0) & (kk < nr) & (jj < nd))
-    k, j, m, zlo = recv.take(kk.take(idx)), don.take(jj.take(idx)), m.take(idx), z.take(idx)
-    bk = block.take(k)
+    zlo = z[:-1]
+    # Every elementary interval (z_i, z_{i+1}) becomes a pair, without compression: the ones of no
+    # length or past the last receiver (donor) are only a handful per block (almost every
+    # interval is a real exchange on LM-like rows), so they are kept as zero-mass pieces, given
+    # to a valid token; so are rounding-level leftovers (a sliver across a block start, a pair
+    # turned backwards in the last digits). Consecutive intervals of the same pair (only across
+    # such a leftover) are not merged either: two pieces of one slot are as good as one.
+    #
+    # The receiver of interval i is the first one whose breakpoint lies above z_i: receiver r if
+    # r receiver breakpoints sit among z_0..z_i. With posU the positions of the receivers'
+    # breakpoints in the merged list (in receiver order: the sort is stable and U increases),
+    # receiver r owns the intervals [posU[r-1], posU[r]) (posU[-1] = 0), a run: the receiver of
+    # every interval is one ``repeat``, and so is the donor.
+    isU = o < nr
+    posU = np.flatnonzero(isU)
+    isU ^= o < nr + nd  # now marks the donors' breakpoints
+    posD = np.flatnonzero(isU)
+    ok = m > 0
+    ok[posU[-1]:] = False  # past the last receiver breakpoint
+    ok[posD[-1]:] = False
+    posU[-1] = posD[-1] = npairs  # the invalid tail goes to the last receiver (donor)
+    startU = np.empty(nr, dtype=np.int64)
+    startU[0] = 0
+    startU[1:] = posU[:-1]
+    startD = np.empty(nd, dtype=np.int64)
+    startD[0] = 0
+    startD[1:] = posD[:-1]
+    runU, runD = posU - startU, posD - startD
+    k, bk = np.repeat(recv, runU), np.repeat(brecv, runU)
+    j, bj = np.repeat(don, runD), np.repeat(bdon, runD)
     sk, sj = s.take(k), s.take(j)
-    ok = (zlo >= off.take(bk)) & (bk == block.take(j)) & (j > k) & (sj > sk)
-    allok = bool(ok.all())
-    if not allok:
-        # Rounding-level leftovers (a block end, a pair turned backwards in the last digits):
-        # keep them as zero-mass pieces rather than compressing every array.
-        m[np.flatnonzero(~ok)] = 0.0
-    npairs = len(k)
-    if npairs > 1:
-        # k and j are non-decreasing along z: equal pairs are consecutive, merge them.
-        head = np.empty(npairs, dtype=bool)
-        head[0] = True
-        np.not_equal(k[1:], k[:-1], out=head[1:])
-        head[1:] |= j[1:] != j[:-1]
-        if not head.all():
-            start = np.flatnonzero(head)
-            m = np.add.reduceat(m, start)
-            k, j, sk, sj = k.take(start), j.take(start), sk.take(start), sj.take(start)
-            npairs = len(k)
-    if allok:
-        y = m / (sj - sk)
-    else:  # a (merged) pair with m > 0 has a valid entry, hence s_j > s_k
-        y = np.zeros(npairs)
-        np.divide(m, sj - sk, out=y, where=m > 0)
+    ok &= zlo >= off.take(bk)
+    ok &= bk == bj
+    ok &= j > k
+    ok &= sj > sk
+    y = np.zeros(npairs)
+    np.subtract(sj, sk, out=sj)
+    np.divide(m, sj, out=y, where=ok)  # a valid interval has s_j > s_k
+    # A token is a receiver or a donor, never both, and its pairs are the run found above.
+    # (What a token keeps of its own slot, L minus its exchanged mass, is left to the users of
+    # the pair form: the sampler needs it for the drafted tokens only.)
+    lo = np.zeros(K, dtype=np.int64)
+    hi = np.zeros(K, dtype=np.int64)
+    lo[recv] = startU
+    hi[recv] = posU
+    lo[don] = startD
+    hi[don] = posD
+    ycum = np.empty(npairs + 1)
+    ycum[0] = 0.0
+    np.cumsum(y, out=ycum[1:])
+    return _Pairs(S, L, k, j, y, lo, hi, is_recv, ycum, int(np.count_nonzero(ok))), s
+
+
+def _pairs_to_pieces(pr: _Pairs) -> _Pieces:
+    """The pieces of a pair form, grouped by owner (CSR): token ``t`` owns its slot (mass
+    ``own[t]``), then one piece per exchange of ``t``, in the pair order."""
+    K, npairs = len(pr.L), len(pr.y)
+    k, j, y = pr.k, pr.j, pr.y
     cR = np.bincount(k, minlength=K)
     cD = np.bincount(j, minlength=K)
-    # Exclusive cumulative counts; a token is a receiver or a donor, never both.
     cRx = np.cumsum(cR)
-    cRx -= cR
     cDx = np.cumsum(cD)
-    cDx -= cD
     ptr = np.empty(K + 1, dtype=np.int64)
     ptr[0] = 0
-    ptr[1:] = cRx + cDx
-    ptr[1:] += cR + cD
-    ptr[1:] += np.arange(1, K + 1)
+    np.add(cRx, cDx, out=ptr[1:])
+    ptr[1:] += np.arange(1, K + 1)  # ptr[t] = t + (pairs of tokens < t)
+    first = ptr[:-1]
+    # The i-th pair (1-based) sits at ptr[k] + 1 + (its rank among k's) = ptr[k] - cRx[k] + i,
+    # cRx being the exclusive count of pairs of receivers before k (likewise for donors).
+    cRx -= cR
+    cDx -= cD
     i = np.arange(1, npairs + 1)
-    dR = cDx.take(k)  # ptr[k] + 1 + (rank of the pair among k's) = k + cDx[k] + 1 + i
-    dR += k
-    dR += i
-    dD = cRx.take(j)
-    dD += j
-    dD += i
-    used = np.bincount(k, weights=y, minlength=K)
-    used += np.bincount(j, weights=y, minlength=K)
-    # In exact arithmetic used < L strictly; rounding can only touch the last digits.
-    own = L - used
-    np.maximum(own, 0.0, out=own)
-    value = own * s
-    value += np.bincount(k, weights=y * sj, minlength=K)
-    value += np.bincount(j, weights=y * sk, minlength=K)
+    cRx -= first
+    cDx -= first
+    dR = i - cRx.take(k)
+    dD = i - cDx.take(j)
     P = K + 2 * npairs
     slot_out = np.empty(P, dtype=np.int64)
     mass_out = np.empty(P)
-    first = ptr[:-1]
     slot_out[first] = np.arange(K)
     slot_out[dR] = j
     slot_out[dD] = k
-    mass_out[first] = own
+    mass_out[first] = pr.own()
     mass_out[dR] = y
     mass_out[dD] = y
-    return _Pieces(slot_out, mass_out, ptr, npairs, value, own + used), s
+    return _Pieces(slot_out, mass_out, ptr, pr.pairs)
+
+
+def _exchange(S: np.ndarray, target: np.ndarray, block: np.ndarray, n: int,
+              starts: np.ndarray | None = None) -> tuple[_Pieces, np.ndarray]:
+    """:func:`_exchange_pairs`, with the pairs turned into pieces grouped by owner
+    (:func:`_pairs_to_pieces`)."""
+    pr, s = _exchange_pairs(S, target, block, n, starts)
+    return _pairs_to_pieces(pr), s
 
 
 # ------------------------------------------------------------------------------------ rule types
@@ -338,6 +439,27 @@ def _residual(p: np.ndarray, a: np.ndarray) -> np.ndarray:
     return res / tot if tot > 0 else res
 
 
+class _LazyPieces:
+    """Descriptor of a piece array of :class:`LayoutRule`: given at construction (the JAX port's
+    ``to_layout_rule``), or built on first access from the rule's pair form (the numpy setup,
+    whose sampler needs no per-piece arrays)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = "_lazy_" + name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        v = obj.__dict__.get(self.key)
+        if v is None and obj.__dict__.get("_pairs") is not None:
+            obj._build_pieces()
+            v = obj.__dict__[self.key]
+        return v
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.key] = value
+
+
 @dataclass(frozen=True, eq=False)
 class LayoutRule(_RuleBase):
     r"""The max-position layout rule of one position (i.i.d. drafts).
@@ -346,6 +468,11 @@ class LayoutRule(_RuleBase):
     with a mass ``piece_mass`` spread uniformly over it (a share of the interval; several tokens
     may share one interval, their densities adding up to 1). A draft of :math:`y` takes a position
     from the normalised piece law; the largest position is selected.
+
+    A rule built by :func:`layout_rule` holds its layout as the list of exchanges (the pair form)
+    and samples from it; the piece arrays below are then built on first access (sampling never
+    reads them). A rule built with explicit pieces (the JAX port's ``to_layout_rule``) samples from
+    the pieces.
 
     Attributes
     ----------
@@ -365,14 +492,34 @@ class LayoutRule(_RuleBase):
     """
 
     group: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    piece_start: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    piece_end: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    piece_ptr: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    piece_start: np.ndarray = _LazyPieces()  # type: ignore[assignment]
+    piece_end: np.ndarray = _LazyPieces()  # type: ignore[assignment]
+    piece_ptr: np.ndarray = _LazyPieces()  # type: ignore[assignment]
     selection: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     accept_prob: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    _cum: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    piece_mass: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _cum: np.ndarray = _LazyPieces()  # type: ignore[assignment]
+    piece_mass: np.ndarray = _LazyPieces()  # type: ignore[assignment]
     group_token: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _pairs: _Pairs | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (f"LayoutRule(V={len(self.p)}, n={self.n}, alpha_star={self.alpha_star!r}, "
+                f"pieces={self.info.get('pieces')})")
+
+    def _build_pieces(self) -> None:
+        """Materialise the CSR pieces from the pair form (on first access to a piece array)."""
+        pr = self._pairs
+        assert pr is not None
+        pcs = _pairs_to_pieces(pr)
+        cum = np.empty(len(pcs.mass) + 1)
+        cum[0] = 0.0
+        np.cumsum(pcs.mass, out=cum[1:])
+        # object.__setattr__ goes through the descriptors (the dataclass is frozen).
+        object.__setattr__(self, "piece_start", pr.S.take(pcs.slot))
+        object.__setattr__(self, "piece_end", pr.S[1:].take(pcs.slot))
+        object.__setattr__(self, "piece_ptr", pcs.ptr)
+        object.__setattr__(self, "piece_mass", pcs.mass)
+        object.__setattr__(self, "_cum", cum)
 
     # -------------------------------------------------------------- sampling
     def positions(self, drafts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -384,6 +531,8 @@ class LayoutRule(_RuleBase):
                 "argument 'drafts': contains a token with q = 0, which the draft model never "
                 "proposes"
             )
+        if self._pairs is not None:
+            return self._positions_pairs(g, rng)
         a, b = self.piece_ptr[g], self.piece_ptr[g + 1]
         lo = self._cum[a]
         hi = self._cum[b]
@@ -396,6 +545,28 @@ class LayoutRule(_RuleBase):
         # A token whose pieces vanished in floating point (q far below the resolution of its
         # position) is never selected: its exact selection mass is below rounding anyway.
         return np.where(hi > lo, pos, -1.0)
+
+    def _positions_pairs(self, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """:meth:`positions` from the pair form: the same piece law in the same piece order
+        (own slot first, then the exchanges), read off the token's range of the pair list."""
+        pr = self._pairs
+        assert pr is not None
+        lo, hi, is_r = pr.lo.take(g), pr.hi.take(g), pr.is_recv.take(g)
+        ylo = pr.ycum.take(lo)
+        tot = pr.L.take(g)  # the token's mass: its own share of its slot plus its exchanges
+        own = tot - (pr.ycum.take(hi) - ylo)
+        np.maximum(own, 0.0, out=own)
+        u = rng.random(g.shape) * tot
+        slot = g
+        if len(pr.y):
+            i = np.searchsorted(pr.ycum, ylo + (u - own), side="right") - 1
+            i = np.clip(i, lo, np.maximum(hi - 1, lo))
+            np.minimum(i, len(pr.y) - 1, out=i)
+            slot = np.where(u < own, g, np.where(is_r, pr.j.take(i), pr.k.take(i)))
+        s0, s1 = pr.S.take(slot), pr.S.take(slot + 1)
+        # Uniform inside the chosen piece, with fresh randomness (no loss of resolution).
+        pos = s0 + rng.random(g.shape) * (s1 - s0)
+        return np.where(tot > 0, pos, -1.0)
 
     def select(self, drafts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Selected token for each tuple (``drafts`` of shape ``(..., n)``)."""
@@ -543,6 +714,9 @@ class _Prefix:
     Q: np.ndarray
     kstar: int
     alpha: float
+    P0: np.ndarray  # [0, P]
+    Q0: np.ndarray  # [0, Q]
+    Sn0: np.ndarray  # [0, min(Q, 1)^n]
 
 
 def _sorted_prefix(p: np.ndarray, q: np.ndarray, n: int) -> _Prefix:
@@ -555,53 +729,69 @@ def _sorted_prefix(p: np.ndarray, q: np.ndarray, n: int) -> _Prefix:
     # Tokens with q = 0 get NaN, which argsort puts after every number (+inf included: a live
     # token whose ratio overflows still sorts before the dead ones).
     live = q > 0
-    ratio = np.full(p.shape, np.nan)
+    nlive = int(np.count_nonzero(live))
     with np.errstate(divide="ignore", over="ignore"):
-        np.divide(p, q, out=ratio, where=live)
+        if nlive == len(q):  # the usual case for softmax drafts: no mask needed
+            ratio = np.divide(p, q)
+        else:
+            ratio = np.full(p.shape, np.nan)
+            np.divide(p, q, out=ratio, where=live)
     # Ties in p/q may come in any order (the chain is concave inside a tie group, theory notes);
     # the unstable SIMD sort is several times faster than a stable one.
     order = np.argsort(ratio)
-    nlive = int(np.count_nonzero(live))
-    ps, qs = p[order[:nlive]], q[order[:nlive]]
-    P, Q = np.cumsum(ps), np.cumsum(qs)
-    full = np.empty(nlive + 1)
-    full[0] = 1.0
-    Sn = _ipow(np.minimum(Q, 1.0), n)
-    np.add(P, 1.0, out=full[1:])
-    full[1:] -= Sn
+    ps, qs = p.take(order[:nlive]), q.take(order[:nlive])
+    # Prefix sums with a leading 0 (the empty prefix), so that callers slice instead of copying.
+    P0, Q0, Sn0 = np.empty(nlive + 1), np.empty(nlive + 1), np.empty(nlive + 1)
+    P0[0] = Q0[0] = Sn0[0] = 0.0
+    np.cumsum(ps, out=P0[1:])
+    np.cumsum(qs, out=Q0[1:])
+    np.minimum(Q0[1:], 1.0, out=Sn0[1:])
+    _ipow_inplace(Sn0[1:], n)
+    full = P0 + 1.0  # full[0] = 1: the empty set
+    full -= Sn0
     kstar = int(np.argmin(full))
-    return _Prefix(order, nlive, ps, qs, P, Q, kstar, float(full[kstar]))
+    return _Prefix(order, nlive, ps, qs, P0[1:], Q0[1:], kstar, float(full[kstar]), P0, Q0, Sn0)
 
 
-def _inner_targets(pi: np.ndarray, qi: np.ndarray, Sc: np.ndarray, Pc: np.ndarray, n: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Targets :math:`r \ge p` on :math:`H^*` (ascending :math:`p/q`) and their record blocks.
+def _inner_targets(pi: np.ndarray, qi: np.ndarray, Sc: np.ndarray, Pc: np.ndarray, n: int,
+                   Scn: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Targets :math:`r \ge p` on :math:`H^*` (ascending :math:`p/q`), their record blocks and
+    where each block starts.
 
     With :math:`g_m = S_m^n - P_m` (prefix sums of :math:`q` and :math:`p`), the chain is cut at
     the strict records of :math:`g` (:math:`g_0 = 0`). Block :math:`(a, b]` gets
     :math:`r = \max(p, c_b\, q)` with :math:`\sum_{(a, b]} r = S_b^n - S_a^n`. Token :math:`j` is
     raised (:math:`c_b > p_j/q_j`) iff the sum with level :math:`p_j/q_j` falls short of the block
-    total, so all blocks are solved at once, without a search.
+    total, so all blocks are solved at once, without a search. ``Scn`` is :math:`S^n` when the
+    caller already has it (the prefix solve computes it).
     """
     K = len(pi)
-    g = _ipow(Sc, n) - Pc
+    g = (_ipow(Sc, n) if Scn is None else Scn) - Pc
     D = np.maximum.accumulate(g)
     rec = np.flatnonzero(g[1:] > D[:-1]) + 1
     bounds = np.concatenate([[0], rec, [] if len(rec) and rec[-1] == K else [K]]).astype(np.int64)
     lo, hi = bounds[:-1], bounds[1:]
     nb = len(lo)
-    blk = np.repeat(np.arange(nb), hi - lo)
+    size = hi - lo
+    blk = np.repeat(np.arange(nb), size)
     total = _pow_diff_vec(Sc[hi], Sc[lo], n)
-    rho = pi / qi
-    F = rho * (Sc[1:] - Sc[lo][blk]) + (Pc[hi][blk] - Pc[1:])
-    raised = F < total[blk]
-    unr_p = np.bincount(blk, weights=pi * ~raised, minlength=nb)
-    ra_q = np.bincount(blk, weights=qi * raised, minlength=nb)
+    # Per-token copies of block quantities by ``repeat`` (blocks are contiguous; about twice as
+    # fast as a gather by ``blk``).
+    F = pi / qi
+    F *= Sc[1:] - np.repeat(Sc[lo], size)
+    F += np.repeat(Pc[hi], size)
+    F -= Pc[1:]
+    raised = F < np.repeat(total, size)
+    unr_p = _block_sums(pi * ~raised, blk, lo)
+    ra_q = _block_sums(qi * raised, blk, lo)
     c = np.zeros(nb)
     np.divide(total - unr_p, ra_q, out=c, where=ra_q > 0)
     # max(p, c q) on raised tokens, p on the others (c q * 0 = 0 <= p there).
-    r = np.maximum(pi, (c[blk] * qi) * raised)
-    return r, blk
+    cq = np.repeat(c, size)
+    cq *= qi
+    cq *= raised
+    np.maximum(pi, cq, out=cq)
+    return cq, blk, lo
 
 
 def _outer_targets(po: np.ndarray, qo: np.ndarray, total: float) -> np.ndarray:
@@ -657,18 +847,16 @@ def _layout_rule_checked(pv: np.ndarray, qv: np.ndarray, n: int) -> LayoutRule:
     order, kstar, alpha, K = pre.order, pre.kstar, pre.alpha, pre.nlive
     live = order[:K]
     # Slot boundaries: the prefix sums of q in the prefix order, H* first.
-    S = np.empty(K + 1)
-    S[0] = 0.0
-    S[1:] = pre.Q
+    S = pre.Q0  # read-only from here on
     target = np.empty(K)
     block = np.empty(K, dtype=np.int64)
     blocks = 0
+    starts = np.zeros(0, dtype=np.int64)
     if kstar:
-        Pc = np.empty(kstar + 1)
-        Pc[0] = 0.0
-        Pc[1:] = pre.P[:kstar]
-        target[:kstar], block[:kstar] = _inner_targets(
-            pre.ps[:kstar], pre.qs[:kstar], S[: kstar + 1], Pc, n
+        # S^n comes from the prefix solve.
+        target[:kstar], block[:kstar], starts = _inner_targets(
+            pre.ps[:kstar], pre.qs[:kstar], S[: kstar + 1], pre.P0[: kstar + 1], n,
+            pre.Sn0[: kstar + 1],
         )
         blocks = int(block[kstar - 1]) + 1
     if K > kstar:
@@ -677,17 +865,19 @@ def _layout_rule_checked(pv: np.ndarray, qv: np.ndarray, n: int) -> LayoutRule:
         )
         block[kstar:] = blocks
         blocks += 1
+        starts = np.append(starts, kstar)
     L = S[1:] - S[:-1]
     # Targets are selection masses r; the layout value of a slot of length L is r * L / q.
-    pcs, _ = _exchange(S, target * (L / pre.qs), block, n)
-    slot, mass, ptr = pcs.slot, pcs.mass, pcs.ptr
-    ps, pe = S.take(slot), S[1:].take(slot)
-    cum = np.empty(len(mass) + 1)
-    cum[0] = 0.0
-    np.cumsum(mass, out=cum[1:])
-    # Selection marginal of every live token from its pieces (Lemma 1), in the prefix order.
-    r_loc = np.zeros(K)
-    np.divide(pre.qs * pcs.value, pcs.total, out=r_loc, where=pcs.total > 0)
+    # The rule keeps the pair form: its sampler reads a token's pieces off its range of the pair
+    # list, and the per-piece (CSR) arrays are only built if inspected (LayoutRule._build_pieces).
+    pairs, _ = _exchange_pairs(S, target * (L / pre.qs), block, n, starts)
+    # Selection marginal of every live token, in the prefix order: the exchange realises its
+    # targets exactly (docs, Theorem of section 4), so r is the target itself; a token whose slot
+    # vanished in floating point is never selected (r = 0; its exact r is below rounding).
+    r_loc = target
+    dead = np.flatnonzero(L <= 0)
+    if len(dead):
+        r_loc[dead] = 0.0
     group = np.full(V, -1, dtype=np.int64)
     group[live] = np.arange(K)
     r = np.zeros(V)
@@ -698,7 +888,7 @@ def _layout_rule_checked(pv: np.ndarray, qv: np.ndarray, n: int) -> LayoutRule:
     a = np.minimum(pv, r)
     witness = np.zeros(V, dtype=bool)
     witness[order[:kstar]] = True
-    info = {"pieces": len(mass), "exchanges": pcs.pairs, "blocks": blocks}
+    info = {"pieces": K + 2 * len(pairs.y), "exchanges": pairs.pairs, "blocks": blocks}
     return LayoutRule(
         p=pv,
         q=qv,
@@ -709,14 +899,10 @@ def _layout_rule_checked(pv: np.ndarray, qv: np.ndarray, n: int) -> LayoutRule:
         residual=_residual(pv, a),
         group=group,
         group_token=live,
-        piece_start=ps,
-        piece_end=pe,
-        piece_ptr=ptr,
         selection=r,
         accept_prob=acc_prob,
-        _cum=cum,
-        piece_mass=mass,
         info=info,
+        _pairs=pairs,
     )
 
 
