@@ -72,6 +72,18 @@ def old_wor_alpha(p: np.ndarray, q: np.ndarray, n: int) -> tuple[float, float]:
     return float(f.min()), float(np.max(ch.error))
 
 
+def wor_closed4(p: np.ndarray, q: np.ndarray) -> Any:
+    """``optimal_acceptance(p, WithoutReplacement(q, 4))`` with the n = 4 closed form switched on."""
+    from spectheory.solvers import wor_fast
+
+    old = wor_fast.WOR_FAST_CLOSED4
+    wor_fast.WOR_FAST_CLOSED4 = True
+    try:
+        return st.optimal_acceptance(p, st.WithoutReplacement(q, 4), method="prefix")
+    finally:
+        wor_fast.WOR_FAST_CLOSED4 = old
+
+
 def bench_wor(
     Vs: list[int], ns: list[int], repeat: int, old_max_v: int = 1 << 30
 ) -> list[dict[str, Any]]:
@@ -83,7 +95,8 @@ def bench_wor(
         for n in ns:
             # IID and WOR timed alternately (best of `repeat` each), so that a load spike from
             # other jobs on the shared machine hits both sides of the ratio alike.
-            t_iid = t_wor = float("inf")
+            t_iid = t_wor = t_c4 = float("inf")
+            r_c4 = None
             for _ in range(repeat):
                 dt, r_iid = timed(
                     lambda p=p, q=q, n=n: st.optimal_acceptance(p, st.IID(q, n), method="prefix"), 1
@@ -96,6 +109,11 @@ def bench_wor(
                     1,
                 )
                 t_wor = min(t_wor, dt)
+                if n == 4:
+                    # fourth round: G_2 + G_3 in closed form at the boundaries (off by default),
+                    # timed in the same alternation
+                    dt, r_c4 = timed(lambda p=p, q=q: wor_closed4(p, q), 1)
+                    t_c4 = min(t_c4, dt)
             row = {
                 "V": V,
                 "n": n,
@@ -107,6 +125,9 @@ def bench_wor(
                 "error_bound": float(r_wor.info["error_bound"]),
                 "quad_nodes": int(r_wor.info.get("quad_nodes", 0)),
                 "fast_rows": int(r_wor.info.get("fast_rows", 0)),
+                "closed4_s": t_c4 if r_c4 is not None else None,
+                "closed4_ratio": t_c4 / t_iid if r_c4 is not None else None,
+                "alpha_closed4": float(r_c4.value) if r_c4 is not None else None,
                 "old_s": None,
                 "old_ratio": None,
                 "old_alpha": None,
@@ -132,6 +153,12 @@ def bench_wor(
                 f"  bound {row['error_bound']:.1e}",
                 flush=True,
             )
+            if r_c4 is not None:
+                print(
+                    f"     closed-form n=4 (WOR_FAST_CLOSED4) {t_c4 * 1e3:8.2f} ms"
+                    f"  ratio {t_c4 / t_iid:6.1f}  |diff| {abs(float(r_c4.value) - row['alpha_wor']):.1e}",
+                    flush=True,
+                )
     return rows
 
 

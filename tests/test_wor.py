@@ -786,3 +786,176 @@ def test_fast_small_chunks_same_answer(n: int, monkeypatch: pytest.MonkeyPatch) 
     assert abs(one.value - many.value) <= one.error + many.error
     assert np.array_equal(one.mask, many.mask)
     check_fast(p, q, n)
+
+
+# --- fourth round: n = 4 in closed form (G_3 by triple sums, section 7.9) -----------------------
+
+#: Relative agreement of the float64 closed forms f_3, h_c, G_3 with exact Fraction arithmetic
+#: (positive factors only: a few rounding errors per term).
+CLOSED4_REL_TOL = 1e-13
+#: The n = 4 closed form and the quadrature path evaluate the same G_2 + G_3 at the boundaries;
+#: they agree to their reported bounds, far below this.
+CLOSED4_VS_QUAD_TOL = 1e-12
+
+
+def _f3_exact(x: Fraction, y: Fraction, z: Fraction) -> Fraction:
+    """int_0^inf e^{-t}(e^{xt}-1)(e^{yt}-1)(e^{zt}-1) dt by inclusion-exclusion over
+    int e^{-(1-w)t} dt = 1/(1-w), exact rational arithmetic (independent of the product form)."""
+
+    def F(w: Fraction) -> Fraction:
+        return 1 / (1 - w)
+
+    return F(x + y + z) - F(x + y) - F(x + z) - F(y + z) + F(x) + F(y) + F(z) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(min_value=1e-7, max_value=0.3), min_size=3, max_size=3),
+    st.integers(min_value=1, max_value=14),
+)
+def test_closed4_f3_and_h_vs_fraction(xs: list[float], c: int) -> None:
+    """f_3 in the product form and h_c as two positive terms equal the exact rational values."""
+    from spectheory.solvers.wor_fast import _f3, _h_table
+
+    x, y, z = (np.array(v) for v in xs)
+    v = float(_f3(x, 1.0 - x, y, 1.0 - y, z, 1.0 - z))
+    e = _f3_exact(*(Fraction(v_) for v_ in xs))
+    assert abs(Fraction(v) - e) <= CLOSED4_REL_TOL * e
+    H = _h_table(np.array([xs[0]]), np.array([1.0 - xs[0]]), np.array([xs[1]]), c)[0, c - 1]
+    X, Y = Fraction(xs[0]), Fraction(xs[1])
+    m = c + 1
+    he = (1 - X - Y) ** -m - (1 - X) ** -m - (1 - Y) ** -m + 1
+    assert abs(Fraction(float(H)) - he) <= CLOSED4_REL_TOL * he
+
+
+@pytest.mark.parametrize("layout", ["big+3tiers", "tiers only", "big only", "big+1tier"])
+def test_closed4_boundaries_vs_fraction(layout: str) -> None:
+    """G_3 of a set (explicit big tokens + up to three moment tiers) equals the exact Fraction
+    sum of f_3 over all triples; the reported truncation bound is tiny."""
+    import itertools
+
+    from spectheory.solvers.wor_fast import _closed4_boundaries
+
+    rng = np.random.default_rng(404)
+    big = np.array([0.05, 0.1, 0.03, 0.2]) if "big" in layout else np.zeros(0)
+    tiers = [
+        (rng.uniform(0, 2e-5, 8), 6, 2e-5),
+        (rng.uniform(1e-4, 1e-3, 6), 12, 1e-3),
+        (rng.uniform(2e-3, 5e-3, 5), 12, 5e-3),
+    ]
+    if layout == "big only":
+        tiers = []
+    elif layout == "big+1tier":
+        tiers = tiers[2:]
+    Ms = [np.array([[np.sum(s**k) for k in range(1, K + 1)]]) for s, K, _ in tiers]
+    out = _closed4_boundaries(Ms, [u for _, _, u in tiers], big, 1.0 - big, np.array([big.size]))
+    assert out is not None
+    G3, err, _ = out
+    allq = np.concatenate([big, *[s for s, _, _ in tiers]])
+    fr = [Fraction(float(v)) for v in allq]
+    ex = sum(
+        (_f3_exact(fr[i], fr[j], fr[k]) for i, j, k in itertools.combinations(range(len(fr)), 3)), Fraction(0)
+    )
+    assert abs(Fraction(float(G3[0])) - ex) <= CLOSED4_REL_TOL * ex
+    assert err <= 1e-15
+
+
+@pytest.mark.parametrize(("V", "seed"), [(32768, 1), (8192, 2), (4096, 3)])
+def test_fast_closed_form_n4(V: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """n = 4 with G_2 + G_3 in closed form at the boundaries (WOR_FAST_CLOSED4, off by default):
+    equal to the reference evaluator (value, witness, within the bounds) and to the quadrature
+    fast path."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    p, q = close_instance(seed, V)
+    fq = wor_prefix_fast(p, q, 4)
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CLOSED4", True)
+    fr = wor_prefix_fast(p, q, 4)
+    assert fr is not None and fq is not None
+    assert fr.info["closed_form"] == 1.0
+    assert fr.error <= WOR_FAST_MAX_ERROR
+    ref, rmask, rerr = reference_alpha(p, q, 4)
+    assert abs(fr.value - ref) <= EXACT_TOL
+    assert abs(fr.value - ref) <= fr.error + rerr + BOUND_SLACK
+    assert np.array_equal(fr.mask, rmask)
+    assert abs(fr.value - fq.value) <= CLOSED4_VS_QUAD_TOL
+
+
+@pytest.mark.parametrize("case", ["flat", "dominant 0.6", "zeros", "ties"])
+def test_fast_closed_form_n4_stress(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stress cases of the issue with the n = 4 closed form on: near-uniform q, one token with
+    0.6 of the mass, exact zeros in p and q, ratio ties (and p = q gives exactly 1)."""
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    monkeypatch.setattr(wor_fast_mod, "WOR_FAST_CLOSED4", True)
+    rng = np.random.default_rng(4040)
+    V = 4096
+    if case == "flat":
+        q = 1.0 + 0.01 * rng.random(V)
+        q /= q.sum()
+        p = q * np.exp(1.5 * rng.normal(size=V))
+        p /= p.sum()
+    elif case == "dominant 0.6":
+        q = np.empty(V)
+        q[1:] = rng.dirichlet(np.ones(V - 1)) * 0.4
+        q[0] = 0.6
+        p = rng.dirichlet(np.ones(V))
+    elif case == "zeros":
+        p, q = close_instance(8, V)
+        q[rng.random(V) < 0.3] = 0.0
+        p[rng.random(V) < 0.2] = 0.0
+        q /= q.sum()
+        p /= p.sum()
+    else:
+        q = rng.dirichlet(np.ones(V))
+        p = q * rng.choice([0.5, 1.0, 2.0], size=V)
+        p /= p.sum()
+        fr = wor_prefix_fast(q, q, 4, min_v=0)
+        assert fr is not None and abs(fr.value - 1.0) <= EXACT_TOL
+    fr = wor_prefix_fast(p, q, 4, min_v=0)
+    assert fr is not None and fr.info.get("closed_form") == 1.0
+    check_fast(p, q, 4, same_mask=case != "ties")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=6), min_size=5, max_size=6),
+    st.lists(st.integers(min_value=0, max_value=6), min_size=5, max_size=6),
+)
+def test_fast_closed_form_n4_fraction_enumeration(wp: list[int], wq: list[int]) -> None:
+    """n = 4 closed form at V <= 6 (every token explicit): alpha* equals the exact Fraction
+    minimum over all subsets (sequential law of sampling without replacement) and the LP."""
+    import itertools
+
+    import spectheory.solvers.wor_fast as wor_fast_mod
+
+    V = min(len(wp), len(wq))
+    wp, wq = wp[:V], wq[:V]
+    if sum(wp) == 0:
+        wp[0] = 1
+    while sum(1 for x in wq if x > 0) < 4:
+        wq[wq.index(0) if 0 in wq else 0] += 1
+    pf, qf = to_fracs(wp), to_fracs(wq)
+    best = Fraction(1)
+    for r in range(1, V + 1):
+        for H in itertools.combinations(range(V), r):
+            order = [*H, *[i for i in range(V) if i not in H]]
+            Q = exact_chain([qf[i] for i in order], 4)[r - 1]
+            best = min(best, 1 + sum(pf[i] for i in H) - Q)
+    p = np.array([float(x) for x in pf])
+    q = np.array([float(x) for x in qf])
+    old = wor_fast_mod.WOR_FAST_CLOSED4
+    wor_fast_mod.WOR_FAST_CLOSED4 = True
+    try:
+        fr = wor_prefix_fast(p, q, 4, min_v=0)
+    finally:
+        wor_fast_mod.WOR_FAST_CLOSED4 = old
+    if fr is None:  # declined (peaked q, or a bound too large): the public API answers instead
+        r = stt.optimal_acceptance(p, stt.WithoutReplacement(q, 4))
+        assert abs(float(r.value) - float(best)) <= EXACT_TOL
+        return
+    assert fr.info.get("closed_form") == 1.0
+    assert abs(fr.value - float(best)) <= EXACT_TOL
+    assert_prefix_witness(p, q, fr.mask)
+    lp = stt.optimal_acceptance(p, stt.WithoutReplacement(q, 4), method="lp")
+    assert abs(fr.value - lp.value) <= METHOD_TOL

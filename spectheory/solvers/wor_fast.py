@@ -20,7 +20,9 @@ minimum and witness from far less work (proofs in ``docs/without_replacement.md`
    :math:`O(nV)`. Nodes: trapezoid rule in :math:`u`, :math:`t = \log(1 + e^{u - e^{-u}})^2`
    (35-57 nodes for :math:`n \le 16`, the reference uses 120-260).
    For ``n = 3`` the quadrature is replaced by an exact closed form: :math:`G_2` is a sum of
-   pair terms :math:`f(q_i, q_j)`, evaluated through the same moments (section 7.7).
+   pair terms :math:`f(q_i, q_j)`, evaluated through the same moments (section 7.7). For
+   ``n = 4`` an exact closed form of :math:`G_3` (triple sums, section 7.9) exists behind
+   ``WOR_FAST_CLOSED4``; it is off by default because it measured slower than the quadrature.
    Boundaries are refined progressively: the first rule brackets all of them and only those that
    can still matter get the finer rules (section 7.4).
 3. **Pruning.** By the increasing-slopes lemma (section 6.2), :math:`Q` along the chain is convex
@@ -97,6 +99,23 @@ WOR_FAST_SUB_MIN_DEEP: int = 64
 WOR_FAST_CLOSED3: bool = True
 #: Largest number of big tokens for the closed form (their pairs are summed explicitly).
 WOR_FAST_CLOSED3_MAX_BIG: int = 2048
+#: ``n = 4``: evaluate :math:`G_2` and :math:`G_3` at the boundaries in closed form (pair and
+#: triple sums through moments, section 7.9) instead of by quadrature; the candidate tokens keep
+#: the quadrature, on the candidate buckets' base boundaries only.
+WOR_FAST_CLOSED4: bool = False
+#: Largest number of tokens above ``WOR_FAST_CLOSED4_BIG`` for the ``n = 4`` closed form (their
+#: triples are summed explicitly, an ``E^3`` array); beyond it the quadrature path is used.
+WOR_FAST_CLOSED4_MAX_BIG: int = 48
+#: ``n = 4`` closed form: tokens with :math:`q_i <` this (and above the quadrature's second tier)
+#: join the second moment tier (degree 12 at ``n = 4``); only the larger ones (at most 200, usually
+#: a few dozen) are summed explicitly. With :math:`u = 0.005` all truncation bounds of section
+#: 7.9 stay below :math:`10^{-17}`.
+WOR_FAST_CLOSED4_BIG: float = 0.005
+#: Degree of that tier when the quadrature has no second tier.
+WOR_FAST_CLOSED4_KMED: int = 12
+#: First-tier Taylor degree when the ``n = 4`` closed form is used: its small-triple truncation
+#: bound :math:`4.5(3u)^{K-2}/(1-3u)` needs :math:`K \ge 6` to be below :math:`10^{-16}`.
+WOR_FAST_CLOSED4_K1: int = 6
 #: Tokens per chunk of the first sweep (keys, p masses, first-tier moments; cache-sized).
 WOR_FAST_CHUNK: int = 32768
 #: Largest error bound the fast path returns; above it the caller uses the reference evaluator.
@@ -560,6 +579,261 @@ def _closed3_tokens(
     return delta, bound
 
 
+def _f3(
+    x: np.ndarray, rx: np.ndarray, y: np.ndarray, ry: np.ndarray, z: np.ndarray, rz: np.ndarray
+) -> np.ndarray:
+    r""":math:`f_3(x,y,z) = \int_0^\infty e^{-t}(e^{xt}-1)(e^{yt}-1)(e^{zt}-1)\,dt` in the product
+    form of section 7.9 (positive factors only, no cancellation): with :math:`F(w) = 1/(1-w)`,
+
+    .. math:: f_3 = xyz\,F(x+z)\bigl[F(y+z)\bigl(F(x+y)F(x+y+z) + F(z)\bigr)
+              + \bigl(F(x+y) + 1\bigr)F(y)\bigl(F(y+z) + F(x)\bigr)\bigr].
+
+    ``rx``, ``ry``, ``rz`` are :math:`1-x`, :math:`1-y`, :math:`1-z` (literal differences, the
+    race's convention); :math:`1 - x - y` is computed as ``rx - y``."""
+    Fx, Fy, Fz = 1.0 / rx, 1.0 / ry, 1.0 / rz
+    Fxy = 1.0 / (rx - y)
+    Fxz = 1.0 / (rx - z)
+    Fyz = 1.0 / (ry - z)
+    Fxyz = 1.0 / (rx - y - z)
+    return x * y * z * Fxz * (Fyz * (Fxy * Fxyz + Fz) + (Fxy + 1.0) * Fy * (Fyz + Fx))
+
+
+def _h_table(x: np.ndarray, rx: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
+    r""":math:`h_c(x, y) = (1-x-y)^{-(c+1)} - (1-x)^{-(c+1)} - (1-y)^{-(c+1)} + 1`, ``c = 1..K``
+    (shape ``x.shape + (K,)``), the coefficient of :math:`z^c` in :math:`f_3(x, y, z)`, as a sum
+    of two positive terms (section 7.9): with :math:`m = c + 1`,
+    :math:`h_c = \mathrm{expm1}(mL_x)\,\mathrm{expm1}(mA) + e^{mL_y}\,\mathrm{expm1}(mD)`,
+    :math:`L_x = -\log(1-x)`, :math:`A = -\log(1 - y/(1-x))`, :math:`D = \log(1 + xy/(1-x-y))`."""
+    m = np.arange(2.0, K + 2.0)
+    Lx = -np.log1p(-x)
+    A = -np.log1p(-y / rx)
+    Ly = -np.log1p(-y)
+    D = np.log1p(x * y / (rx - y))
+    e = (..., None)
+    return np.expm1(Lx[e] * m) * np.expm1(A[e] * m) + np.exp(Ly[e] * m) * np.expm1(D[e] * m)
+
+
+@functools.lru_cache(maxsize=32)
+def _triple_tables(Ka: int, Kc: int, smax: int, cross: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Multinomial tables for the small-token triples (section 7.9), exponents ``a, b <= Ka``,
+    ``c <= Kc``, :math:`a + b + c \le` ``smax`` (within a tier) or :math:`a + b \le` ``smax``
+    (``cross``: a pair from one tier, the single from another):
+    ``T[a-1, b-1, c-1]`` :math:`= (a+b+c)!/(a!\,b!\,c!)`,
+    ``U[s-1, c-1]`` :math:`= \sum_{a+b=s} T[a, b, c]`, ``w[s-1]`` :math:`= \sum_{a+b+c=s} T`
+    (:math:`= 3^s - 3\cdot2^s + 3`)."""
+    T = np.zeros((Ka, Ka, Kc))
+    U = np.zeros((Ka, Kc))
+    w = np.zeros(max(Ka, Kc))
+    for a in range(1, Ka + 1):
+        for b in range(1, Ka + 1):
+            for c in range(1, Kc + 1):
+                if (a + b > smax) if cross else (a + b + c > smax):
+                    continue
+                v = math.factorial(a + b + c) / (math.factorial(a) * math.factorial(b) * math.factorial(c))
+                T[a - 1, b - 1, c - 1] = v
+                if a + b <= Ka:
+                    U[a + b - 1, c - 1] += v
+                if not cross and a + b + c <= w.size:
+                    w[a + b + c - 1] += v
+    for arr in (T, U, w):
+        arr.flags.writeable = False
+    return T, U, w
+
+
+def _contract3(Ma: np.ndarray, Mb: np.ndarray, Mc: np.ndarray, T: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_{abc} T_{abc} M^a_{ia} M^b_{ib} M^c_{ic}` per row ``i`` (one matrix product)."""
+    Ka, Kb, Kc = T.shape
+    Y = (Ma @ T.reshape(Ka, Kb * Kc)).reshape(-1, Kb, Kc)
+    return np.sum(np.sum(Y * Mc[:, None, :], axis=2) * Mb, axis=1)
+
+
+def _contract2(Ma: np.ndarray, Mb: np.ndarray, D: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_{ab} D_{abs} M^a_{ia} M^b_{ib}` per row ``i`` and ``s`` (one matrix product)."""
+    Ka, Kb, S = D.shape
+    return (Ma[:, :, None] * Mb[:, None, :]).reshape(-1, Ka * Kb) @ D.reshape(Ka * Kb, S)
+
+
+@functools.lru_cache(maxsize=32)
+def _multinom_table(Ka: int, Kb: int, Kc: int) -> np.ndarray:
+    """``T[a-1, b-1, c-1] = (a+b+c)!/(a! b! c!)``, ``a <= Ka``, ``b <= Kb``, ``c <= Kc``."""
+    f = [math.factorial(k) for k in range(Ka + Kb + Kc + 1)]
+    T = np.array(
+        [
+            [[f[a + b + c] / (f[a] * f[b] * f[c]) for c in range(1, Kc + 1)] for b in range(1, Kb + 1)]
+            for a in range(1, Ka + 1)
+        ]
+    )
+    T.flags.writeable = False
+    return T
+
+
+@functools.lru_cache(maxsize=32)
+def _pair_s_table(Ka: int, Kb: int, smax: int) -> np.ndarray:
+    """``D[a-1, b-1, s-1] = binom(a+b, a)`` if ``a + b = s <= smax`` else 0."""
+    D = np.zeros((Ka, Kb, Ka + Kb))
+    for a in range(1, Ka + 1):
+        for b in range(1, Kb + 1):
+            if a + b <= smax:
+                D[a - 1, b - 1, a + b - 1] = math.comb(a + b, a)
+    D.flags.writeable = False
+    return D
+
+
+def _closed4_boundaries(
+    Ms: list[np.ndarray], us: list[float], xb: np.ndarray, rxb: np.ndarray, big_cnt: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    r"""Exact :math:`G_3(H) = \sum_{\{i,j,k\} \subseteq H} f_3(q_i, q_j, q_k)` at every boundary,
+    without quadrature (``n = 4``; section 7.9). Arguments as :func:`_closed3_boundaries`.
+
+    The triples are split by class (big/small): big-big-big explicitly (product form
+    :func:`_f3`), big-big-small through :math:`\sum_c M_c h_c(x, y)`, big-small-small through
+    :math:`\sum_s W_s g_s(x)` and small triples through the moments (distinct-triple identity).
+    Returns the values, a bound on the truncation of the series and a majorant of the terms
+    subject to rounding (the caller adds ``64 eps`` times it), or ``None`` if a series would
+    converge too slowly.
+    """
+    B = big_cnt.size
+    G3 = np.zeros(B)
+    maj = np.zeros(B)
+    err = 0.0
+    nt = len(Ms)
+    # --- small-small-small ---------------------------------------------------------------
+    for s in range(nt):
+        M, u = Ms[s], us[s]
+        K = M.shape[1]
+        T, U, w = _triple_tables(K, K, K, False)
+        t1 = _contract3(M, M, M, T)
+        t2 = 3.0 * np.sum((M @ U) * M, axis=1)
+        t3 = 2.0 * (M @ w[:K])
+        G3 += (t1 - t2 + t3) / 6.0
+        maj += (t1 + t2 + t3) / 6.0
+        if not 3.0 * u < 0.5:
+            return None
+        err += 4.5 * (3.0 * u) ** (K - 2) / (1.0 - 3.0 * u)
+        for t in range(nt):
+            if t == s:
+                continue
+            Mt, ut = Ms[t], us[t]
+            Kt = Mt.shape[1]
+            Tc, Uc, _ = _triple_tables(K, Kt, K, True)
+            # pair in tier s (a + b <= K), single in tier t
+            c1 = _contract3(M, M, Mt, Tc)
+            c2 = np.sum((M @ Uc) * Mt, axis=1)
+            G3 += 0.5 * (c1 - c2)
+            maj += 0.5 * (c1 + c2)
+            x3, y3 = 3.0 * u, 3.0 * ut
+            if not max(x3, y3) < 0.5:
+                return None
+            err += 13.5 * (K * x3 ** (K - 1) + y3**Kt) / ((1.0 - x3) ** 2 * (1.0 - y3))
+            for r_ in range(t + 1, nt):
+                if s > t or r_ == s:
+                    continue
+                # one token from each of three distinct tiers s < t < r_
+                Mr, ur = Ms[r_], us[r_]
+                G3 += _contract3(M, Mt, Mr, _multinom_table(K, Kt, Mr.shape[1]))
+                z3 = 3.0 * ur
+                if not z3 < 0.5:
+                    return None
+                err += 27.0 * (x3**K + y3**Kt + z3 ** Mr.shape[1]) / ((1.0 - x3) * (1.0 - y3) * (1.0 - z3))
+    E = xb.size
+    if not E:
+        return G3, err, maj
+    # --- big-big-big ---------------------------------------------------------------------
+    if E >= 3:
+        X, RX = xb, rxb
+        F = _f3(
+            X[:, None, None],
+            RX[:, None, None],
+            X[None, :, None],
+            RX[None, :, None],
+            X[None, None, :],
+            RX[None, None, :],
+        )
+        i, j, k = np.indices((E, E, E), sparse=True)
+        F = np.where((i < j) & (j < k), F, 0.0)  # triples i < j < k, added at k
+        d3 = np.concatenate([[0.0], np.cumsum(F.sum(axis=(0, 1)))])
+        G3 += d3[big_cnt]
+    if not nt:
+        return G3, err, maj
+    Kmax = max(M.shape[1] for M in Ms)
+    # --- big-big-small: sum over big pairs of sum_c M_c h_c(x, y) ----------------------------
+    if E >= 2:
+        iu, ju = np.triu_indices(E, 1)  # pair (i, j), i < j, added at j
+        Hc = _h_table(xb[iu], rxb[iu], xb[ju], Kmax)  # (pairs, Kmax)
+        Hcum = np.zeros((E + 1, Kmax))
+        np.add.at(Hcum[1:], ju, Hc)
+        np.cumsum(Hcum, axis=0, out=Hcum)
+        Hb = Hcum[big_cnt]
+        for M in Ms:
+            G3 += np.einsum("bk,bk->b", M, Hb[:, : M.shape[1]])
+        rw = rxb[iu] - xb[ju]  # 1 - x - y
+        for M, u in zip(Ms, us, strict=True):
+            rho = u / rw
+            if not bool(np.all(rho < 0.5)):
+                return None
+            err += float(np.sum(rho ** M.shape[1] / (rw * rw * (1.0 - rho))))
+    # --- big-small-small: sum_s W_s(H) Gamma_s(H), Gamma_s = sum_{big x in H} g_s(x) ---------
+    Smax = 2 * Kmax
+    g = _g_table(rxb, Smax)  # g_s(x), s = 1..Smax
+    gc = np.concatenate([np.zeros((1, Smax)), np.cumsum(g, axis=0)])[big_cnt]
+    W = np.zeros((B, Smax))
+    Wm = np.zeros((B, Smax))
+    for s in range(nt):
+        M, u = Ms[s], us[s]
+        K = M.shape[1]
+        pp = _contract2(M, M, _pair_s_table(K, K, K))[:, :K]
+        dg = M * np.array([2.0**ss - 2.0 for ss in range(1, K + 1)])[None, :]
+        W[:, :K] += 0.5 * (pp - dg)
+        Wm[:, :K] += 0.5 * (pp + dg)
+        for t in range(s + 1, nt):
+            Mt = Ms[t]
+            Kt = Mt.shape[1]
+            W[:, : K + Kt] += _contract2(M, Mt, _pair_s_table(K, Kt, K + Kt))
+    G3 += np.einsum("bs,bs->b", W, gc)
+    maj += np.einsum("bs,bs->b", Wm, gc)
+    rx3 = rxb**3
+    for s in range(nt):
+        u, K = us[s], Ms[s].shape[1]
+        r2 = 2.0 * u / rxb
+        if not bool(np.all(r2 < 0.5)):
+            return None
+        err += float(np.sum(2.0 * K * r2 ** (K - 1) / (rx3 * (1.0 - r2) ** 2)))
+        for t in range(s + 1, nt):
+            r2t = 2.0 * us[t] / rxb
+            Kt = Ms[t].shape[1]
+            err += float(np.sum(4.0 * (r2**K + r2t**Kt) / (rx3 * (1.0 - r2) * (1.0 - r2t))))
+    return G3, err, maj
+
+
+def _quad_rows(
+    bnd: _Boundary, rows: np.ndarray, T: float, cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """Trapezoid rules (section 7.4, no pruning) for the boundaries ``rows`` only, halving the
+    step until the estimate of :func:`_quad_error` is below ``WOR_FAST_CHANGE`` (or the step below
+    ``WOR_FAST_MIN_STEP``); the coefficients go to ``cache``. Returns the nodes (in ``u``), the
+    mask of the coarser rule's nodes, the final step, the integrals and their majorants."""
+    u_lo, u_hi = _u_of_t(WOR_T_LO), _u_of_t(T)
+    h = WOR_FAST_STEP
+    J = max(2, math.ceil((u_hi - u_lo) / h))
+    nodes_s = u_lo + h * np.arange(J + 1)
+    val, maj = bnd.integrand(*_t_jac(nodes_s), cache=cache, rows=rows)
+    Iv = h * val.sum(axis=1)
+    Im = h * maj.sum(axis=1)
+    while True:
+        mids = u_lo + h * (np.arange(J) + 0.5)
+        v2, m2 = bnd.integrand(*_t_jac(mids), cache=cache, rows=rows)
+        I_new = 0.5 * Iv + (h / 2) * v2.sum(axis=1)
+        Im = 0.5 * Im + (h / 2) * m2.sum(axis=1)
+        change = _quad_error(np.abs(I_new - Iv), I_new)
+        coarse = np.concatenate([np.ones(nodes_s.size, dtype=bool), np.zeros(mids.size, dtype=bool)])
+        nodes_s = np.concatenate([nodes_s, mids])
+        Iv = I_new
+        h /= 2
+        J *= 2
+        if float(np.max(change, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
+            return nodes_s, coarse, h, Iv, Im
+
+
 def _token_values(
     chain: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     a0: int,
@@ -853,6 +1127,8 @@ def wor_prefix_fast(
         if not tot > 4.0 * q2:
             return None  # (cannot happen for a validated distribution; guards the G_1 series)
         K1, tau1 = _taylor_degree(WOR_TIER1_X, n)
+        if n == 4 and WOR_FAST_CLOSED4:
+            K1 = max(K1, WOR_FAST_CLOSED4_K1)  # (tau1 stays a valid, larger bound)
         # hi_idx: tier 2 and big tokens (q >= q1), a few percent of V
         r, key, bp_all, Mb1, hi_idx = _keys_and_moments(p, q, m_bits, q1, K1)
         qh = q[hi_idx]
@@ -928,6 +1204,7 @@ def wor_prefix_fast(
     Gerr = (8 * _EPS + g1_rel) * Ac
     coef_cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
     closed: tuple[np.ndarray, float] | None = None
+    closed4 = False
     if n >= 3:
         tiers = [(np.cumsum(Mb[:, occ].T, axis=0), tb, tau) for Mb, tb, tau in tier_mom]
         bo = bidx[np.argsort(r[bidx], kind="stable")] if n_big else bidx
@@ -945,7 +1222,56 @@ def wor_prefix_fast(
             Ms3 = [tr[0] for tr in tiers]
             us3 = list(tier_hi)
             closed = _closed3_boundaries(Ms3, us3, xb, rxb, big_cnt)
-        if closed is not None:
+        if (
+            n == 4
+            and WOR_FAST_CLOSED4
+            and int(np.sum(q[bo] >= WOR_FAST_CLOSED4_BIG)) <= WOR_FAST_CLOSED4_MAX_BIG
+        ):
+            # tokens of the big list below WOR_FAST_CLOSED4_BIG form a third moment tier (their
+            # cumulative power sums along the chain); only the few above it are summed explicitly
+            xall = q[bo]
+            isb = xall >= WOR_FAST_CLOSED4_BIG
+            # (merged into the second tier when there is one: fewer cross-tier products)
+            Ms4 = [tr[0] for tr in tiers]
+            us4 = list(tier_hi)
+            if not bool(np.all(isb)):
+                Km = Ms4[1].shape[1] if len(Ms4) > 1 else WOR_FAST_CLOSED4_KMED
+                pw = np.where(isb, 0.0, xall)[:, None] ** np.arange(1.0, Km + 1.0)[None, :]
+                Mmed = np.zeros((n_big + 1, Km))
+                np.cumsum(pw, axis=0, out=Mmed[1:])
+                if len(Ms4) > 1:
+                    Ms4[1] = Ms4[1] + Mmed[big_cnt]
+                    us4[1] = max(us4[1], WOR_FAST_CLOSED4_BIG)
+                else:
+                    Ms4.append(Mmed[big_cnt])
+                    us4.append(WOR_FAST_CLOSED4_BIG)
+            cnt4 = np.concatenate([[0], np.cumsum(isb)])[big_cnt]
+            xb4 = xall[isb]
+            rxb4 = 1.0 - xb4
+            # (the explicit pair/triple arrays include masked diagonal entries, which may divide
+            # by zero when a few tokens hold all the mass)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                c2 = _closed3_boundaries(Ms4, us4, xb4, rxb4, cnt4)
+                c3 = _closed4_boundaries(Ms4, us4, xb4, rxb4, cnt4) if c2 is not None else None
+            if c2 is not None and c3 is not None:
+                # n = 4 in closed form at the boundaries (section 7.9): G_2 + G_3 exactly, no
+                # quadrature; rounding: positive sums of at most E^2 + K^3 + 64 terms each, and
+                # the within-tier differences through their majorant
+                G2b, e2 = c2
+                G3b, e3, maj3 = c3
+                nsum = xb4.size**2 + max((M.shape[1] for M in Ms4), default=0) ** 3 + 64
+                G = G + G2b + G3b
+                Gerr = Gerr + e2 + e3 + 16 * _EPS * G2b + nsum * _EPS * (G3b + maj3)
+                R = np.arange(nb)
+                cand_c = np.ones(nb, dtype=bool)
+                Iv = np.zeros(nb)
+                Im = np.zeros(nb)
+                info["quad_nodes"] = 0.0
+                info["closed_form"] = 1.0
+                closed4 = True
+        if closed4:
+            pass  # (G_2 + G_3 set above; the candidate tokens run the quadrature on their bases)
+        elif closed is not None:
             # n = 3 in closed form (section 7.7): G_2 exactly at every boundary, no quadrature
             G2b, e2 = closed
             K3 = max((M.shape[1] for M in Ms3), default=0)
@@ -1068,6 +1394,14 @@ def wor_prefix_fast(
         pos_b = np.searchsorted(occ, kc)  # boundary index of each candidate token's bucket
         starts = np.flatnonzero(np.concatenate([[True], kc[1:] != kc[:-1]]))
         ends = np.concatenate([starts[1:], [idx.size]])
+        if closed4 and bnd is not None:
+            # boundaries in closed form: the quadrature runs only on the candidate buckets' bases
+            # (their polynomials at the nodes carry the tokens, as in section 7.3)
+            rows4 = np.unique(np.maximum(pos_b[starts] - 1, 0))
+            nodes_s, coarse, h, Iv4, Im4 = _quad_rows(bnd, rows4, T, coef_cache)
+            Iv[rows4] = Iv4
+            Im[rows4] = Im4
+            info["quad_nodes"] = float(nodes_s.size)
         t_nodes, jac_nodes = _t_jac(nodes_s)
         if n >= 3 and bnd is not None and not closed3:
             # polynomial of each candidate run's base set (the boundary before its bucket)
