@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+from typing import Any
+
 import numpy as np
 
 
@@ -42,3 +46,19 @@ def chi2_top_and_rest(p: np.ndarray, out: np.ndarray, top: int, rest_bins: int) 
     expected = np.bincount(bins, weights=p, minlength=nb) * len(out)
     observed = np.bincount(bins[out], minlength=nb)
     return float(np.sum((observed - expected) ** 2 / expected)), nb - 1
+
+
+def enumerate_iid_law(rule: Any, q: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+    """Exact output law and acceptance of an i.i.d. verifier rule (anything with
+    ``output_law_given(drafts)``) by enumerating the draft multisets of ``q``'s support."""
+    V = len(q)
+    law = np.zeros(V)
+    acc = 0.0
+    for ms in itertools.combinations_with_replacement(np.flatnonzero(q > 0), n):
+        counts = np.bincount(ms, minlength=V)
+        mult = math.factorial(n) / np.prod([math.factorial(int(c)) for c in counts])
+        w = mult * float(np.prod(q[list(ms)]))
+        out, a = rule.output_law_given(np.array(ms))
+        law += w * out
+        acc += w * a
+    return law, acc

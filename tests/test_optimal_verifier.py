@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st_h
-from instances import chi2_top_and_rest
+from instances import chi2_top_and_rest, enumerate_iid_law
 
 import spectheory as st
 from spectheory.verifiers import acceptance, names
@@ -39,22 +39,6 @@ EXACT_TOL = 1e-9
 MC_SIGMAS = 5.0
 #: Floating-point slack of structural identities of a built layout (sums of O(V) doubles <= 1).
 ROUND_TOL = 1e-12
-
-
-def _enumerate_law(rule: LayoutRule | object, q: np.ndarray, n: int) -> tuple[np.ndarray, float]:
-    """Exact output law and acceptance of an i.i.d. rule by enumerating draft multisets."""
-    V = len(q)
-    support = np.flatnonzero(q > 0)
-    law = np.zeros(V)
-    acc = 0.0
-    for ms in itertools.combinations_with_replacement(support, n):
-        counts = np.bincount(ms, minlength=V)
-        mult = math.factorial(n) / np.prod([math.factorial(int(c)) for c in counts])
-        w = mult * float(np.prod(q[list(ms)]))
-        out, a = rule.output_law_given(np.array(ms))  # type: ignore[attr-defined]
-        law += w * out
-        acc += w * a
-    return law, acc
 
 
 def _random_instance(rng: np.random.Generator, V: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +70,7 @@ def test_worked_example_iid() -> None:
     assert rule.witness.tolist() == [False, True, True]
     # Complementary slackness: accepted mass equals p on H* = {1, 2}.
     np.testing.assert_allclose(rule.accepted[1:], [0.3, 0.1], atol=EXACT_TOL)
-    law, acc = _enumerate_law(rule, np.array(q), 2)
+    law, acc = enumerate_iid_law(rule, np.array(q), 2)
     assert np.abs(law - np.array(p)).sum() < EXACT_TOL
     assert abs(acc - 19 / 25) < EXACT_TOL
 
@@ -123,7 +107,7 @@ def test_exact_enumeration_fixed_seeds(seed: int) -> None:
     p, q = _random_instance(rng, V)
     rule = layout_rule(p, q, n)
     alpha = st.optimal_acceptance(p, st.IID(q, n), method="prefix").value
-    law, acc = _enumerate_law(rule, q, n)
+    law, acc = enumerate_iid_law(rule, q, n)
     assert np.abs(law - p).sum() < EXACT_TOL
     assert abs(acc - alpha) < EXACT_TOL
     assert abs(rule.acceptance - alpha) < EXACT_TOL
@@ -140,7 +124,7 @@ def test_exact_enumeration_property(seed: int, V: int, n: int) -> None:
     p, q = _random_instance(rng, V)
     rule = layout_rule(p, q, n)
     alpha = float(st.optimal_acceptance(p, st.IID(q, n), method="prefix").value)
-    law, acc = _enumerate_law(rule, q, n)
+    law, acc = enumerate_iid_law(rule, q, n)
     assert np.abs(law - p).sum() < EXACT_TOL
     assert abs(acc - alpha) < EXACT_TOL
     # Selection marginal covers p on H* and stays below p off H* (complementary slackness).
@@ -173,7 +157,7 @@ def test_exact_rational_instance() -> None:
     )
     pf, qf = np.array(p, dtype=float), np.array(q, dtype=float)
     rule = layout_rule(pf, qf, 3)
-    law, acc = _enumerate_law(rule, qf, 3)
+    law, acc = enumerate_iid_law(rule, qf, 3)
     assert abs(acc - float(best)) < EXACT_TOL
     assert np.abs(law - pf).sum() < EXACT_TOL
 
@@ -405,7 +389,7 @@ def test_degenerate_instances_exact(p: list[float], q: list[float], n: int) -> N
     pv, qv = np.array(p), np.array(q)
     rule = layout_rule(pv, qv, n)
     alpha = float(st.optimal_acceptance(pv, st.IID(qv, n), method="prefix").value)
-    law, acc = _enumerate_law(rule, qv, n)
+    law, acc = enumerate_iid_law(rule, qv, n)
     assert np.abs(law - pv).sum() < EXACT_TOL
     assert abs(acc - alpha) < EXACT_TOL
 

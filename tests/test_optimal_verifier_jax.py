@@ -14,14 +14,13 @@ the file runs in about half a minute on 2 cores.
 
 from __future__ import annotations
 
-import itertools
 import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from instances import chi2_top_and_rest
+from instances import chi2_top_and_rest, enumerate_iid_law
 
 import spectheory as st
 from spectheory.verifiers.optimal import layout_rule
@@ -44,21 +43,6 @@ EXACT_TOL = 1e-9
 MC_SIGMAS = 5.0
 #: Padded vocabulary of the small exact instances (one compilation per n).
 V_SMALL = 7
-
-
-def _enumerate_law(rule: object, q: np.ndarray, n: int) -> tuple[np.ndarray, float]:
-    """Exact output law and acceptance of an i.i.d. rule by enumerating draft multisets."""
-    V = len(q)
-    law = np.zeros(V)
-    acc = 0.0
-    for ms in itertools.combinations_with_replacement(np.flatnonzero(q > 0), n):
-        counts = np.bincount(ms, minlength=V)
-        mult = math.factorial(n) / np.prod([math.factorial(int(c)) for c in counts])
-        w = mult * float(np.prod(q[list(ms)]))
-        out, a = rule.output_law_given(np.array(ms))  # type: ignore[attr-defined]
-        law += w * out
-        acc += w * a
-    return law, acc
 
 
 def _small(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +96,7 @@ def test_exact_enumeration_float64(n: int) -> None:
     alpha = np.asarray(st.optimal_acceptance(P, st.IID(Q, n), method="prefix").value)
     for b, (p, q) in enumerate(rows):
         rule = to_layout_rule(lay, p, q, n, row=b)
-        law, acc = _enumerate_law(rule, q, n)
+        law, acc = enumerate_iid_law(rule, q, n)
         assert np.abs(law - p).sum() < EXACT_TOL, (b, law, p)
         assert abs(acc - alpha[b]) < EXACT_TOL
         assert abs(float(lay.acceptance[b]) - alpha[b]) < EXACT_TOL
