@@ -11,6 +11,7 @@ others; the exit status is 1 if any check failed. Results go to ``<out>/gpu_chec
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -110,6 +111,21 @@ def check_api() -> dict[str, Any]:
     return {"max_err": err, "device": r.info["device"]}
 
 
+def _record(entry: dict, fn, results: list) -> int:
+    """Run one check into ``entry`` (status ok / FAILED), append and print it; return 1 on failure."""
+    failed = 0
+    try:
+        entry.update(fn())
+        entry["status"] = "ok"
+    except Exception as exc:  # one failure must not stop the other checks
+        traceback.print_exc()
+        entry["status"] = f"FAILED: {exc}"
+        failed = 1
+    results.append(entry)
+    print(json.dumps(entry), flush=True)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join("benchmarks", "results"))
@@ -134,26 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["status"] = "skipped (time budget)"
             results.append(entry)
             continue
-        try:
-            entry.update(check(kind, n, B, V, dtype, seed=i))
-            entry["status"] = "ok"
-        except Exception as exc:
-            traceback.print_exc()
-            entry["status"] = f"FAILED: {exc}"
-            failed += 1
-        results.append(entry)
-        print(json.dumps(entry), flush=True)
+        failed += _record(entry, functools.partial(check, kind, n, B, V, dtype, seed=i), results)
     for name, fn in (("api_iid_float64", check_api),):
-        entry = {"check": name}
-        try:
-            entry.update(fn())
-            entry["status"] = "ok"
-        except Exception as exc:
-            traceback.print_exc()
-            entry["status"] = f"FAILED: {exc}"
-            failed += 1
-        results.append(entry)
-        print(json.dumps(entry), flush=True)
+        failed += _record({"check": name}, fn, results)
     dev = jax.devices()[0]
     meta = {
         "device": f"{dev.platform}: {getattr(dev, 'device_kind', '')}",

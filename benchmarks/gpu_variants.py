@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import jax
 import jax.numpy as jnp
+from bench_jax import timeit  # same directory (the script's own folder is on sys.path)
 from jax import lax
 
 from spectheory.solvers.jax_backend import bucketed, core
@@ -37,16 +36,6 @@ from spectheory.solvers.jax_backend import bucketed, core
 #: Bucketed vs core on float32 inputs: each is within FLOAT32_ERROR_BOUND = 1e-6 of the exact
 #: value (docs/jax.md), so they differ by at most twice that.
 BUCKETED_CHECK_ATOL = 2e-6
-
-
-def timeit(fn, *args, reps=7):
-    jax.block_until_ready(fn(*args))
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
 
 
 def ratio(p, q):
@@ -168,7 +157,7 @@ def main():
             cases[name] = jax.jit(lambda p, q, kw=kw: bucketed.alpha_iid_bucketed(p, q, 4, **kw))
         for name, fn in cases.items():
             try:
-                t = timeit(fn, p, q)
+                t = timeit(fn, p, q, reps=7)
                 row = {"B": B, "V": V, "variant": name, "ms": t}
             except Exception as exc:  # keep going
                 row = {"B": B, "V": V, "variant": name, "error": repr(exc)[:200]}
