@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._validate import SpecTheoryInputError, check_n, check_support_at_least
-from ..schemes import Scheme, WithoutReplacement
+from ..schemes import Scheme, WithoutReplacement, exclusive_sums
 from .base import Estimate, Verifier, estimate_from, register
 from .sd import accept_prob, categorical, check_drafts, validate_pair
 
@@ -88,8 +88,9 @@ def _n2_row(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     if norm <= 0:
         return a
     r2 = rest / norm
-    # c_x = 1/(1 - q_x) with 1 - q_x summed over the other tokens (no cancellation).
-    others = np.maximum(np.cumsum(q) - q, 0.0) + np.maximum(np.cumsum(q[::-1])[::-1] - q, 0.0)
+    # c_x = 1/(1 - q_x) with 1 - q_x summed over the other tokens: exclusive prefix plus suffix
+    # sums (never cumsum - q, which cancels to 0 or to 1 next to a dominant entry).
+    others = exclusive_sums(q)
     xs = np.flatnonzero(over > 0)
     c = 1.0 / others[xs]
     w = over[xs]

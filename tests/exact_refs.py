@@ -1,0 +1,47 @@
+"""Independent exact references (Python ``fractions.Fraction`` arithmetic, no package code).
+
+Float inputs are converted exactly with ``Fraction(float)``; every reference below re-implements
+its rule from the papers' definitions, so a test comparing against it cannot share a bug with the
+package's closed forms.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+
+def fractions(x: Any) -> list[Fraction]:
+    """The exact values of the entries of ``x`` (floats converted without rounding)."""
+    return [Fraction(v) for v in list(x)]
+
+
+def rrs_wor_acceptance(p: Any, q: Any, n: int) -> Fraction:
+    r"""Exact acceptance of recursive rejection sampling without replacement, by enumerating
+    rejection histories: step :math:`i` drafts from :math:`q` renormalised on the tokens not yet
+    drafted, accepts with :math:`\min(1, r_i/q_i)`, else moves to
+    :math:`r_{i+1} = (r_i - q_i)_+ / \sum (r_i - q_i)_+`."""
+    pf, qf = fractions(p), fractions(q)
+    V = len(pf)
+    zero = Fraction(0)
+
+    def rec(r: list[Fraction], avail: list[Fraction], w: Fraction, depth: int) -> Fraction:
+        tot = sum(avail, zero)
+        qi = [a / tot for a in avail]
+        acc = w * sum((min(r[y], qi[y]) for y in range(V)), zero)
+        if depth == n - 1:
+            return acc
+        rest = [max(r[y] - qi[y], zero) for y in range(V)]
+        norm = sum(rest, zero)
+        if norm == 0:
+            return acc
+        r2 = [x / norm for x in rest]
+        for x in range(V):
+            over = qi[x] - r[x]
+            if over > 0:
+                av = list(avail)
+                av[x] = zero
+                acc += rec(r2, av, w * over, depth + 1)
+        return acc
+
+    return rec(pf, qf, Fraction(1), 0)
