@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import SpecTheoryInputError, as_distribution, check_n
-from .verifiers.base import Estimate, Verifier, estimate_from
+from .._validate import SpecTheoryInputError, as_distribution, check_n
+from ..verifiers.base import Estimate, Verifier, estimate_from
 
 __all__ = [
     "Simulation",
@@ -113,7 +113,7 @@ def _pq(target: Model, draft: Model, h: tuple[int, ...]) -> tuple[np.ndarray, np
 def _verifier(v: str | Verifier) -> Verifier:
     if isinstance(v, Verifier):
         return v
-    from .verifiers import get
+    from ..verifiers import get
 
     return get(v)()
 
