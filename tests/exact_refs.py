@@ -45,3 +45,16 @@ def rrs_wor_acceptance(p: Any, q: Any, n: int) -> Fraction:
         return acc
 
     return rec(pf, qf, Fraction(1), 0)
+
+
+def iid_alpha_star(p: Any, q: Any, n: int) -> Fraction:
+    r""":math:`\alpha^*` of ``n`` i.i.d. drafts by brute force over all subsets of the subset dual
+    :math:`\min_S [1 + p(S) - q(S)^n]` (Hu et al., arXiv 2502.18779), in Fractions; ``V <= 16``."""
+    pf, qf = fractions(p), fractions(q)
+    V = len(pf)
+    best = Fraction(1)
+    for mask in range(1, 1 << V):
+        pS = sum((pf[i] for i in range(V) if mask >> i & 1), Fraction(0))
+        qS = sum((qf[i] for i in range(V) if mask >> i & 1), Fraction(0))
+        best = min(best, 1 + pS - qS**n)
+    return best

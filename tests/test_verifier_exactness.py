@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from exact_refs import rrs_wor_acceptance
+from exact_refs import iid_alpha_star, rrs_wor_acceptance
 
 from spectheory import verifiers as SV
+from spectheory._validate import SpecTheoryInputError
 
 
 def _softmax(logits, T):
@@ -56,3 +57,34 @@ def test_rrs_wor_n2_random_near_one_hot_matches_enumeration():
         truth = float(rrs_wor_acceptance(p, q, 2))
         assert abs(got - truth) <= 1e-12 + 1e-9 * truth
         assert abs(float(_exact_row(p, q, 2).sum()) - truth) <= 1e-12 + 1e-9 * truth
+
+
+def test_khisti_rejects_a_draft_of_zero_draft_probability():
+    k = SV.get("khisti")()
+    with pytest.raises(SpecTheoryInputError, match="drafts"):
+        k.sample([0.6, 0.3, 0.1], [0.5, 0.5, 0.0], [2, 2], np.random.default_rng(0))
+    with pytest.raises(SpecTheoryInputError, match="drafts"):
+        k.sample([0.6, 0.3, 0.1], [[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], [2, 1], np.random.default_rng(0))
+    with pytest.raises(SpecTheoryInputError, match="drafts"):
+        k.sample([0.6, 0.3, 0.1], [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]], [1, 2], np.random.default_rng(0))
+
+
+# Khisti with s >= V and two identical drafts is documented optimal; alpha* by brute force over the
+# subset dual in Fractions (tests/exact_refs.py).
+KHISTI_CASES = [
+    ([0.2] * 5, [1e-9, 1 - 4e-9, 1e-9, 1e-9, 1e-9]),
+    ([0.6, 0.3, 0.1], [0.2, 0.3, 0.5]),
+    (_softmax([0, 3, 1, 2], 0.05), _softmax([3, 0, 1, 2], 0.05)),
+    ([0.1, 0.2, 0.3, 0.4], [1 - 3e-12, 1e-12, 1e-12, 1e-12]),
+    ([0.25] * 4, [1e-100, 1e-100, 1e-100, 1 - 3e-100]),
+]
+
+
+@pytest.mark.parametrize(("p", "q"), KHISTI_CASES)
+def test_khisti_full_pair_lp_is_exactly_optimal_for_two_iid_drafts(p, q):
+    V = len(p)
+    alpha = float(iid_alpha_star(p, q, 2))
+    k = SV.get("khisti")(s=V)
+    assert abs(k.acceptance(p, q, 2) - alpha) <= 1e-12
+    assert abs(k.two_step_acceptance(p, q, 2) - alpha) <= 1e-12
+    np.testing.assert_allclose(k.output_law(p, q, 2), p, atol=1e-12)

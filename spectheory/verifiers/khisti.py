@@ -38,10 +38,18 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, as_distribution, check_n
 from ..schemes import IID, Independent, Scheme
+from ..tolerances import HIGHS_TOL
 from .base import Verifier, register
 from .sd import categorical, check_drafts
 
-__all__ = ["DEFAULT_TRUNCATION", "KhistiDesign", "KhistiIS", "PairStage", "pair_lp"]
+__all__ = [
+    "DEFAULT_TRUNCATION",
+    "KhistiDesign",
+    "KhistiIS",
+    "PairStage",
+    "optimal_iid_pair",
+    "pair_lp",
+]
 
 #: Default truncation ``s`` of the pair LP (Khisti et al. use s = 5..15).
 DEFAULT_TRUNCATION: int = 8
@@ -129,24 +137,69 @@ def pair_lp(p: np.ndarray, qa: np.ndarray, qb: np.ndarray, s: int) -> PairStage:
                 base[top[i]] -= m
                 base[top[j]] += m
         nw = len(pairs)
+        # Variables: the pair masses u_k = qa(i) qb(j) w_k moved to the champion (bounds
+        # [0, qa(i) qb(j)]), then m_y; constraint coefficients are +-1, so HiGHS's absolute
+        # tolerances act on probability masses whatever the size of the pair masses (with w as
+        # the variables, pairs of mass 1e-18 were below the solver's tolerance, issue 17).
         A = np.zeros((s, nw + s))
         coef = np.array([qa[top[i]] * qb[top[j]] for i, j in pairs])
         for k, (i, j) in enumerate(pairs):
-            A[i, k] -= coef[k]  # w adds to r(top[i]) ...
-            A[j, k] += coef[k]  # ... and removes from r(top[j])
+            A[i, k] -= 1.0  # u adds to r(top[i]) ...
+            A[j, k] += 1.0  # ... and removes from r(top[j])
         A[np.arange(s), nw + np.arange(s)] = 1.0  # m_y - (r(y) - base(y)) <= base(y)
         c = np.concatenate([np.zeros(nw), -np.ones(s)])
-        bounds = [(0.0, 1.0)] * nw + [(0.0, float(p[y])) for y in top]
-        sol = linprog(c, A_ub=A, b_ub=base[top], bounds=bounds, method="highs")
+        bounds = [(0.0, float(m)) for m in coef] + [(0.0, float(p[y])) for y in top]
+        sol = linprog(
+            c, A_ub=A, b_ub=base[top], bounds=bounds, method="highs",
+            options={"primal_feasibility_tolerance": HIGHS_TOL,
+                     "dual_feasibility_tolerance": HIGHS_TOL},
+        )
         if sol.status == 0:
-            w = np.clip(sol.x[:nw], 0.0, 1.0)
+            u = np.clip(sol.x[:nw], 0.0, coef)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = np.where(coef > 0, np.clip(u / np.where(coef > 0, coef, 1.0), 0.0, 1.0), 0.5)
             r = base.copy()
             for k, (i, j) in enumerate(pairs):
                 W_top[i, j] = w[k]
-                r[top[i]] += coef[k] * w[k]
-                r[top[j]] -= coef[k] * w[k]
+                r[top[i]] += u[k]
+                r[top[j]] -= u[k]
         # else: solver fault -- keep the ranking rule (still lossless)
     return PairStage(qa, qb, pos, top, W_top, np.maximum(r, 0.0))
+
+
+def optimal_iid_pair(p: np.ndarray, q: np.ndarray) -> PairStage:
+    r"""An optimal solution of the full pair LP for two i.i.d. drafts, in closed form.
+
+    The max-position layout of the optimal verifier (:func:`spectheory.verifiers.optimal.layout_rule`
+    with ``n = 2``) is a pair rule: draft ``a`` beats draft ``b`` with the probability
+    :math:`w(a, b)` that its position is the larger one, computed exactly (piecewise-linear CDFs,
+    Gauss-Legendre quadrature), and its selected law attains :math:`lpha^*`. Used for ``s >= V``
+    and identical draft laws instead of the LP, whose solver tolerances left the two-step acceptance
+    up to ~1e-9 below :math:`lpha^*` (issue 17). Cost: :math:`V^2` small quadratures.
+    """
+    from .optimal import _layout_rule_checked
+
+    V = len(p)
+    rule = _layout_rule_checked(p, q, 2)
+    rank = np.argsort(-(p - q * q), kind="stable")
+    pos = np.empty(V, dtype=np.int64)
+    pos[rank] = np.arange(V)
+    W = (pos[:, None] < pos[None, :]).astype(np.float64)  # unreachable pairs: ranking rule
+    live = np.flatnonzero(q > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for ia, a in enumerate(live):
+            for b in live[ia + 1 :]:
+                w = float(rule.selection_probs(np.array([a, b]))[0])
+                # A token whose slot is narrower than the float spacing of positions has no
+                # density (its q is below ~1e-16 of its position): keep the ranking rule there
+                # (lossless; that pair carries at most q(a) q(b) < 1e-16 q(b) of mass).
+                if np.isfinite(w):
+                    W[a, b], W[b, a] = min(max(w, 0.0), 1.0), 1.0 - min(max(w, 0.0), 1.0)
+    np.fill_diagonal(W, 1.0)
+    # r(y) = q(y)^2 + q(y) sum_{b != y} q(b) [w(y, b) + 1 - w(b, y)]  (positive terms only)
+    off = W * (1.0 - np.eye(V))
+    r = q * q + q * ((off + (1.0 - off.T) * (1.0 - np.eye(V))) @ q)
+    return PairStage(q, q, pos, np.arange(V), W, r)
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,7 +282,10 @@ class KhistiIS(Verifier):
     ----------
     s
         Truncation of the pair LP (default :data:`DEFAULT_TRUNCATION`); ``s >= V`` solves the full
-        pair LP, which attains :math:`\alpha^*` for two drafts.
+        pair LP, which attains :math:`\alpha^*` for two drafts. For two identical draft laws and
+        ``s >= V`` the weights are the exact optimum of :func:`optimal_iid_pair` (no LP, so no
+        solver tolerance: the acceptance equals :math:`\alpha^*` to rounding); for two different
+        laws the LP is solved in pair-mass variables with HiGHS tolerance ``HIGHS_TOL``.
 
     Notes
     -----
@@ -267,7 +323,10 @@ class KhistiIS(Verifier):
         stages = []
         champ = laws[0]
         for qb in laws[1:]:
-            st = pair_lp(pv, champ, qb, self.s)
+            if len(laws) == 2 and self.s >= len(pv) and np.array_equal(champ, qb):
+                st = optimal_iid_pair(pv, qb)  # exact optimum of the full LP (issue 17)
+            else:
+                st = pair_lp(pv, champ, qb, self.s)
             stages.append(st)
             champ = st.r
         d = KhistiDesign(pv, laws, tuple(stages))
@@ -322,6 +381,12 @@ class KhistiIS(Verifier):
         d = check_drafts(drafts, None, len(pv))
         n = len(d)
         des = self.design(pv, q, n)
+        for i, x in enumerate(d.tolist()):
+            if des.qs[i][x] <= 0:
+                raise SpecTheoryInputError(
+                    f"argument 'drafts': draft {i} (token {x}) has zero probability under its "
+                    "draft model"
+                )
         z = des.select(d, rng)
         r = des.r
         if r[z] > 0 and rng.random() * r[z] < pv[z]:
