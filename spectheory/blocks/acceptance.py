@@ -15,7 +15,7 @@ verifier's sampler on drawn realisations and reports a normal confidence interva
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class BlockMethod(str, Enum):
+class BlockMethod(StrEnum):
     """How a block quantity was computed."""
 
     EXACT = "exact"

@@ -12,6 +12,7 @@ A *realisation* of the draft structure is a tuple ``tokens`` of length ``num_nod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from typing import Any
@@ -130,6 +131,13 @@ class BlockProblem:
         Raises a :class:`ValueError` once more than ``limit`` have been produced (exact block
         quantities are for small vocabularies and trees; use ``method="mc"``)."""
         tree = self.tree
+        bound = self.count_bound()
+        if bound > limit:
+            raise SpecTheoryInputError(
+                f"argument 'drafts': up to {bound:.3g} draft realisations for {tree.describe()} at "
+                f"V = {self.V}, more than {limit}; exact enumeration is for small vocabularies and "
+                "trees, use method='mc'"
+            )
         count = [0]
         tokens = [-1] * (tree.num_nodes + 1)
         internal = tree.internal
@@ -155,6 +163,14 @@ class BlockProblem:
 
         one = Fraction(1) if self.exact else 1.0
         yield from rec(0, one)
+
+    def count_bound(self) -> float:
+        """Upper bound on the number of realisations (every token of the vocabulary drafted with
+        positive probability)."""
+        V = self.V
+        per = {"iid": lambda k: float(V) ** k, "wor": lambda k: float(math.perm(V, min(k, V))),
+               "greedy": lambda k: 1.0, "hub": lambda k: 2.0 * V}[self.tree.scheme]
+        return math.prod(per(len(self.tree.children[u])) for u in self.tree.internal)
 
     def sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         """One realisation drawn from the draft structure's law."""

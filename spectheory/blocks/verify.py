@@ -96,7 +96,7 @@ _FIXED_N = {"khisti": 2, "spechub": 2}
 class TokenLevel(BlockVerifier):
     """A token-level rule of :mod:`spectheory.verifiers` applied node by node (module docstring)."""
 
-    def __init__(self, rule: str | Verifier, scheme: str = "iid") -> None:
+    def __init__(self, rule: str | Verifier, scheme: str = "iid", *, merge: bool = True) -> None:
         from .. import verifiers
 
         if isinstance(rule, Verifier):
@@ -116,6 +116,7 @@ class TokenLevel(BlockVerifier):
             )
         self.rule: Verifier = self._make()
         self.scheme = scheme
+        self.merge = bool(merge)
         self.lossless = bool(self.rule.lossless)
 
     @property
@@ -137,9 +138,10 @@ class TokenLevel(BlockVerifier):
             return
         want = {"iid": IID, "wor": WithoutReplacement, "hub": Hub}[s]
         sizes = {len(c) for c in tree.children if c}
-        if s == "iid" and not tree.is_chain():
-            # merged node sets of iid trees can hold any number of candidates up to the sum
-            sizes |= set(range(1, 1 + max(len(c) for c in tree.children)))
+        if s == "iid" and self.merge and not tree.is_chain():
+            # a merged node set of an iid tree holds up to all the nodes of the next depth
+            per_depth = np.bincount(np.asarray(tree.depth[1:]))
+            sizes |= set(range(1, 1 + int(per_depth.max())))
         for k in sorted(sizes):
             if k == 1 and s in ("iid", "wor") and self.rule_name in _FIXED_N:
                 continue  # single candidates are verified by single-draft SD
@@ -203,7 +205,7 @@ class TokenLevel(BlockVerifier):
             add_mass(out, u, w * np.asarray(rej), problem.V)
             for y in dict.fromkeys(drafts):
                 if acc[y] > 0:
-                    rec([c for c in cands if tokens[c] == y], w * acc[y])
+                    rec(self._next(cands, tokens, y), w * acc[y])
 
         rec([0], Fraction(1) if problem.exact else 1.0)
         return out
@@ -227,7 +229,13 @@ class TokenLevel(BlockVerifier):
             y, ok = self._node_sample(pf, qf, drafts, rng)
             if not ok:
                 return u, int(y)
-            S = [c for c in cands if tokens[c] == y]
+            S = self._next(cands, tokens, y)
+
+    def _next(self, cands: list[int], tokens: tuple[int, ...], y: int) -> list[int]:
+        """The node set after accepting ``y``: every candidate carrying ``y`` (merged), or only
+        the first one (``merge=False``: each node's own subtree, as with fresh drafts)."""
+        S = [c for c in cands if tokens[c] == y]
+        return S if self.merge else S[:1]
 
 
 # ---------------------------------------------------------------------- registry
