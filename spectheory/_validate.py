@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .tolerances import SUM_ATOL_FLOAT32, SUM_ATOL_FLOAT64
+from .tolerances import SUM_ATOL_FLOAT32, SUM_ATOL_FLOAT64, SUM_EPS_FACTOR
 
 
 class SpecTheoryInputError(ValueError):
@@ -24,8 +24,34 @@ def _row_label(idx: tuple[int, ...]) -> str:
 
 
 def sum_tolerance(dtype: np.dtype) -> float:
-    """The documented tolerance on ``|sum - 1|`` for inputs of ``dtype``."""
-    return SUM_ATOL_FLOAT64 if np.dtype(dtype) == np.float64 else SUM_ATOL_FLOAT32
+    """The documented tolerance on ``|sum - 1|`` for inputs of ``dtype``.
+
+    ``SUM_ATOL_FLOAT64`` for float64 (and integer/exact input converted to float64), else the larger
+    of ``SUM_ATOL_FLOAT32`` and ``SUM_EPS_FACTOR`` times the machine epsilon of ``dtype``: a row
+    whose entries are the correctly rounded values of a distribution sums to 1 within half an
+    epsilon (each entry is off by at most ``eps/2`` of itself), so float16 rows (eps ~ 9.8e-4),
+    which can sum to 1.000122, are accepted, and errors far beyond rounding are still rejected.
+    """
+    dt = np.dtype(dtype)
+    if dt == np.float64:
+        return SUM_ATOL_FLOAT64
+    try:
+        eps = float(np.finfo(dt).eps)
+    except (TypeError, ValueError):  # not a floating dtype
+        return SUM_ATOL_FLOAT32
+    return max(SUM_ATOL_FLOAT32, SUM_EPS_FACTOR * eps)
+
+
+def check_rng(rng: Any, name: str = "rng") -> np.random.Generator:
+    """Validate a random generator argument: a :class:`numpy.random.Generator` (e.g.
+    ``numpy.random.default_rng(seed)``); anything else (None, a seed, a legacy ``RandomState``)
+    raises a :class:`SpecTheoryInputError` naming the argument."""
+    if not isinstance(rng, np.random.Generator):
+        raise SpecTheoryInputError(
+            f"argument {name!r}: expected a numpy.random.Generator (e.g. "
+            f"numpy.random.default_rng(0)), got {type(rng).__name__} {rng!r:.60}"
+        )
+    return rng
 
 
 def as_distribution(
@@ -60,7 +86,7 @@ def as_distribution(
     """
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - exotic inputs
+    except Exception as exc:  # ragged nested lists, exotic inputs
         raise SpecTheoryInputError(f"argument {name!r}: cannot convert to an array ({exc})") from exc
     if arr.dtype == object:
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import as_distribution
+from ._validate import SpecTheoryInputError, as_distribution, broadcast_pair
 from .result import Certificate, Plan, Result
 from .schemes import Scheme
 from .tolerances import CERT_GAP_TOL, LP_MASS_FLOOR, PLAN_FEAS_TOL
@@ -214,7 +214,23 @@ def certify(result: Result, p: Any, scheme: Scheme, *, normalize: bool = False) 
         with a plan, the plan is feasible within ``PLAN_FEAS_TOL`` and closes the gap within
         ``CERT_GAP_TOL`` (plus any mass the LP dropped below ``LP_MASS_FLOOR``).
     """
+    if not isinstance(result, Result):
+        raise SpecTheoryInputError(
+            f"argument 'result': expected a Result of spectheory.optimal_acceptance, got "
+            f"{type(result).__name__} {result!r:.60}"
+        )
+    if not isinstance(scheme, Scheme):
+        raise SpecTheoryInputError(
+            f"argument 'scheme': expected a spectheory scheme, got {type(scheme).__name__}"
+        )
     p = as_distribution(p, "p", normalize=normalize)
+    broadcast_pair(p, scheme.batch_shape, scheme.V)
+    V_res = np.shape(result.witness)[-1] if np.ndim(result.witness) else None
+    if V_res != scheme.V:
+        raise SpecTheoryInputError(
+            f"argument 'result': its witness has vocabulary size {V_res}, but the scheme has "
+            f"V = {scheme.V} (was the result computed for these inputs?)"
+        )
     single = not result.batched
     B = 1 if single else len(np.asarray(result.value))
     p2 = np.broadcast_to(p, (B, p.shape[-1]))

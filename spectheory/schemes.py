@@ -673,7 +673,17 @@ class Joint(Scheme):
     def __init__(
         self, tuples: Any, probs: Any, V: int | None = None, *, normalize: bool = False
     ) -> None:
-        t = np.asarray(tuples)
+        try:
+            t = np.asarray(tuples)
+        except (TypeError, ValueError) as exc:  # ragged rows
+            raise SpecTheoryInputError(
+                f"argument 'tuples': expected a (T, n) array of token ids with rows of equal "
+                f"length ({exc})"
+            ) from None
+        if t.dtype == object:
+            raise SpecTheoryInputError(
+                "argument 'tuples': expected a (T, n) array of token ids with rows of equal length"
+            )
         if t.ndim == 1:
             t = t[:, None]
         if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
@@ -687,6 +697,12 @@ class Joint(Scheme):
                 raise SpecTheoryInputError("argument 'tuples': token ids must be integers")
         if t.min() < 0:
             raise SpecTheoryInputError("argument 'tuples': token ids must be >= 0")
+        if V is not None and (
+            isinstance(V, (bool, np.bool_)) or not isinstance(V, (int, np.integer))
+        ):
+            raise SpecTheoryInputError(
+                f"argument 'V': vocabulary size must be an integer, got {V!r}"
+            )
         Vv = int(t.max()) + 1 if V is None else int(V)
         if Vv < 1:
             raise SpecTheoryInputError("argument 'V': empty vocabulary (V = 0)")

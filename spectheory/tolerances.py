@@ -14,6 +14,12 @@ SUM_ATOL_FLOAT64: float = 1e-9
 #: is typically off by ~1e-5; larger errors mean the input is not a distribution.
 SUM_ATOL_FLOAT32: float = 1e-4
 
+#: For inputs of lower precision than float32 (float16, bfloat16) the sum tolerance is this many
+#: machine epsilons of the input dtype when that is larger than ``SUM_ATOL_FLOAT32``: correctly
+#: rounded entries put the sum within eps/2 of 1; 8 eps leaves room for a softmax computed in that
+#: dtype (float16: 7.8e-3).
+SUM_EPS_FACTOR: float = 8.0
+
 #: Gap allowed between a certificate's dual value (witness) and primal value (plan) for the result to
 #: count as certified optimal.
 CERT_GAP_TOL: float = 1e-9

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import spectheory as st
+from spectheory import verifiers as SV
 from spectheory.tolerances import SUM_ATOL_FLOAT32, SUM_ATOL_FLOAT64
 
 Q = [0.2, 0.3, 0.5]
@@ -113,3 +114,73 @@ def test_schemes_are_frozen_and_arrays_read_only():
         s.q = np.ones(3) / 3
     with pytest.raises(ValueError):
         s.q[0] = 1.0
+
+
+# ---------------------------------------------------------------------- issue 17, item 4
+def test_joint_vocabulary_size_must_be_an_integer():
+    for bad in (2.5, "3", True, 3.0):
+        with pytest.raises(st.SpecTheoryInputError, match=r"argument 'V'"):
+            st.Joint([[0, 1]], [1.0], V=bad)
+    assert st.Joint([[0, 1]], [1.0], V=np.int64(3)).V == 3
+
+
+def test_joint_ragged_tuples_are_named():
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'tuples'"):
+        st.Joint([[0, 1], [2]], [0.5, 0.5])
+
+
+def test_certify_checks_its_arguments():
+    r4 = st.optimal_acceptance([0.25] * 4, st.IID([0.25] * 4, 2), method="lp")
+    s3 = st.IID([0.2, 0.3, 0.5], 2)
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'p'.*V = 3"):
+        st.certify(r4, [0.25] * 4, s3)
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'result'.*V = 3"):
+        st.certify(r4, [0.2, 0.3, 0.5], s3)
+    for bad in (None, 0.76):
+        with pytest.raises(st.SpecTheoryInputError, match=r"argument 'result'"):
+            st.certify(bad, [0.25] * 4, st.IID([0.25] * 4, 2))
+
+
+def _sample_args(name):
+    """A valid (p, q, drafts) for the sampler of rule ``name``."""
+    p, q = [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]
+    return p, q, {"spechub": [2, 0], "greedy": [2, 0]}.get(name, [2, 1])
+
+
+@pytest.mark.parametrize("name", SV.names())
+@pytest.mark.parametrize("bad", [None, 0, np.random.RandomState(0), "seed"])
+def test_every_sampler_checks_rng(name, bad):
+    rule = SV.get(name)()
+    p, q, drafts = _sample_args(name)
+    rule.sample(p, q, drafts, np.random.default_rng(0))  # the arguments are valid
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'rng'"):
+        rule.sample(p, q, drafts, bad)
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'rng'"):
+        rule.acceptance_mc(p, q, len(drafts), bad, samples=10)
+
+
+def test_khisti_non_numeric_q_is_named():
+    for bad in (["a", "b", "c"], np.array(["a", "b", "c"]), [[0.5, 0.5], [1.0]]):
+        with pytest.raises(st.SpecTheoryInputError, match=r"argument 'q'"):
+            SV.acceptance("khisti", [0.6, 0.3, 0.1], bad, 2)
+
+
+def test_unknown_backend_is_named_with_the_choices():
+    with pytest.raises(st.SpecTheoryInputError, match=r"argument 'backend'.*'bogus'.*jax, numpy"):
+        st.optimal_acceptance([0.5, 0.5], st.IID([0.5, 0.5], 2), backend="bogus")
+
+
+def test_float16_tolerance_scales_with_the_dtype_epsilon():
+    from spectheory._validate import sum_tolerance
+    from spectheory.tolerances import SUM_EPS_FACTOR
+
+    # Correctly rounded float16 values of the distribution
+    # [0.28519340, 0.41544149, 0.21284248, 0.08652263]: they sum to 1.0001220703125.
+    row = np.array([0.28515625, 0.41552734375, 0.212890625, 0.0865478515625], dtype=np.float16)
+    assert float(row.astype(np.float64).sum()) == 1.0001220703125
+    st.IID(row, 2)  # accepted: within SUM_EPS_FACTOR float16 epsilons
+    assert sum_tolerance(np.float16) == SUM_EPS_FACTOR * float(np.finfo(np.float16).eps)
+    assert sum_tolerance(np.float32) == SUM_ATOL_FLOAT32
+    assert sum_tolerance(np.float64) == SUM_ATOL_FLOAT64
+    with pytest.raises(ValueError, match=r"argument 'q'.*float16"):
+        st.IID(np.array([0.5, 0.52], dtype=np.float16), 2)  # 1.02: far beyond rounding

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import SpecTheoryInputError
 from ..result import Result
 from ..schemes import Scheme
 
@@ -89,6 +90,11 @@ def entries(backend: str | None = None) -> list[SolverEntry]:
 def pick(scheme: Scheme, method: str, backend: str) -> SolverEntry:
     """Resolve ``method`` (or ``"auto"``) for ``scheme`` on ``backend``; raise a clear ValueError."""
     load_all()
+    backends = sorted({b for (_, b) in _REGISTRY} | {"numpy", "jax"})
+    if not isinstance(backend, str) or backend not in backends:
+        raise SpecTheoryInputError(
+            f"argument 'backend': unknown backend {backend!r} (valid: {', '.join(backends)})"
+        )
     if method == "auto":
         reasons = []
         for e in entries(backend):

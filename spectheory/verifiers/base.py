@@ -85,6 +85,9 @@ class Verifier(abc.ABC):
         r"""Monte Carlo estimate of the acceptance by running :meth:`sample` on drafts drawn from
         :meth:`scheme`: the sample mean of :math:`1[\text{accepted}]`, with a normal-approximation
         confidence interval at ``level``. One position only (``p``, ``q`` of shape ``(V,)``)."""
+        from .._validate import check_rng
+
+        check_rng(rng)
         pv = as_single(p, "p")
         scheme = self.scheme(q, n)
         drafts = scheme.sample(rng, samples)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, check_n, check_support_at_least
+from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Greedy, Scheme
 from .base import Verifier, register
 from .sd import categorical, check_drafts, validate_pair
@@ -97,6 +97,7 @@ class GreedyVerifier(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         pv, qv = validate_pair(p, q, allow_batch=False)
         d = check_drafts(drafts, None, pv.shape[0])
         n = int(d.size)

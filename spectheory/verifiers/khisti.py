@@ -30,13 +30,12 @@ draw of the residual hits another draft (:func:`spectheory.canonical.draft_hit_p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, as_distribution, check_n
+from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Independent, Scheme
 from ..tolerances import HIGHS_TOL
 from .base import Verifier, register
@@ -255,8 +254,15 @@ def _as_draft_laws(q: Any, n: int) -> tuple[np.ndarray, ...]:
         return (np.asarray(q.q),) * q.n
     if isinstance(q, Independent):
         return tuple(np.asarray(x) for x in q.qs)
-    arr = np.asarray(q, dtype=np.float64) if not isinstance(q, Sequence) else None
-    ndim = arr.ndim if arr is not None else np.ndim(np.asarray(q, dtype=object))
+    try:
+        ndim = np.ndim(np.asarray(q, dtype=object))
+    except (TypeError, ValueError):  # ragged rows
+        ndim = -1
+    if ndim not in (1, 2):
+        raise SpecTheoryInputError(
+            f"argument 'q': expected shape (V,) or (n, V) of probabilities, got {np.shape(q)!r}"
+            if ndim > 2 else "argument 'q': expected shape (V,) or (n, V) (rows of equal length)"
+        )
     if ndim == 2:
         rows = list(q)
         if len(rows) != nn:
@@ -377,6 +383,7 @@ class KhistiIS(Verifier):
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
         """Verify one draft tuple: tournament selection, then speculative sampling from ``r``."""
+        check_rng(rng)
         pv = as_distribution(p, "p", allow_batch=False)
         d = check_drafts(drafts, None, len(pv))
         n = len(d)

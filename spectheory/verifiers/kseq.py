@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import check_n
+from .._validate import check_n, check_rng
 from ..schemes import IID, Scheme
 from .base import Verifier, register
 from .sd import categorical, check_drafts, validate_pair
@@ -95,6 +95,7 @@ class KSEQ(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         pv, qv = validate_pair(p, q, allow_batch=False)
         d = check_drafts(drafts, None, pv.shape[0])
         rho = self._rho_cached(pv, qv, int(d.size))

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import check_n
+from .._validate import check_n, check_rng
 from ..schemes import IID, Scheme
 from .base import Verifier, register
 from .sd import accept_prob, categorical, check_drafts, validate_pair
@@ -56,6 +56,7 @@ class Naive(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         pv, qv = validate_pair(p, q, allow_batch=False)
         d = check_drafts(drafts, None, pv.shape[0])
         for x in d.tolist():

@@ -63,7 +63,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, as_distribution, check_n
+from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Scheme, WithoutReplacement
 from .base import Verifier, register
 
@@ -1103,6 +1103,7 @@ class Optimal(Verifier):
     ) -> tuple[int, bool]:
         """Verify one draft tuple: ``(output token, accepted)``; ``n`` defaults to the tuple
         length."""
+        check_rng(rng)
         d = np.asarray(drafts)
         if n is None:
             n = int(d.shape[-1]) if d.ndim else 1

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, as_distribution, check_n
+from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Independent, Scheme
 from .base import Verifier, register
 from .sd import accept_prob, categorical, check_drafts, validate_pair
@@ -101,6 +101,7 @@ class RRS(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         d = np.asarray(drafts)
         n = int(d.size) if d.ndim == 1 else 0
         pv, qs = self._qs(p, q, max(n, 1), allow_batch=False)

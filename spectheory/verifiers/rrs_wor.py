@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, check_n, check_support_at_least
+from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Scheme, WithoutReplacement, exclusive_sums
 from .base import Estimate, Verifier, estimate_from, register
 from .sd import accept_prob, categorical, check_drafts, validate_pair
@@ -176,6 +176,7 @@ class RRSWithoutReplacement(Verifier):
         [\prod_i (1 - \beta_i)]` under this sampling, the estimator is unbiased, and it has far
         less variance than counting accepts.
         """
+        check_rng(rng)
         pv, qv, n = self._check(p, q, n)
         if pv.ndim != 1:
             raise SpecTheoryInputError("argument 'p': acceptance_mc takes one position (V,)")
@@ -206,6 +207,7 @@ class RRSWithoutReplacement(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         pv, qv = validate_pair(p, q, allow_batch=False)
         d = check_drafts(drafts, None, pv.shape[0])
         if len(set(d.tolist())) != d.size:

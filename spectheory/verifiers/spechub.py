@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import SpecTheoryInputError, check_n, check_support_at_least
+from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Hub, Scheme
 from .base import Verifier, register
 from .greedy import fixed_set_accepted_mass, fixed_set_sample
@@ -62,6 +62,7 @@ class SpecHub(Verifier):
     def sample(
         self, p: Any, q: Any, drafts: Any, rng: np.random.Generator
     ) -> tuple[int, bool]:
+        check_rng(rng)
         pv, qv = validate_pair(p, q, allow_batch=False)
         d = check_drafts(drafts, 2, pv.shape[0])
         D = _hub_mask(qv)
