@@ -58,3 +58,37 @@ def iid_alpha_star(p: Any, q: Any, n: int) -> Fraction:
         qS = sum((qf[i] for i in range(V) if mask >> i & 1), Fraction(0))
         best = min(best, 1 + pS - qS**n)
     return best
+
+
+def exact_tuple_probs(scheme: Any, qf: list[Fraction]) -> tuple[list[tuple[int, ...]], list[Fraction]]:
+    """The tuples of ``scheme`` (from its own enumeration) with probabilities recomputed in
+    Fractions from the exact draft law ``qf``, by each scheme's definition:
+    i.i.d. products; without replacement :math:`\\prod_j q(x_j) / q(\\text{not yet drawn})`;
+    greedy :math:`q(y) / q(\\Omega \\setminus D)`; SpecHub (hub a):
+    :math:`(a, y) \\mapsto q(a) q(y) / q(\\ne a)`, :math:`(y, a) \\mapsto q(y)`."""
+    tuples, _ = scheme.enumerate()
+    kind = type(scheme).__name__
+    V = len(qf)
+    total = sum(qf, Fraction(0))
+    out = []
+    for t in tuples.tolist():
+        if kind == "IID":
+            pr = Fraction(1)
+            for x in t:
+                pr *= qf[x]
+        elif kind == "WithoutReplacement":
+            pr, left = Fraction(1), set(range(V))
+            for x in t:
+                pr *= qf[x] / sum((qf[i] for i in left), Fraction(0))
+                left.discard(x)
+        elif kind == "Greedy":
+            D = set(t[:-1])
+            pr = qf[t[-1]] / sum((qf[i] for i in range(V) if i not in D), Fraction(0))
+        elif kind == "Hub":
+            a = max(range(V), key=lambda i: (qf[i], -i))
+            rest = sum((qf[i] for i in range(V) if i != a), Fraction(0))
+            pr = qf[a] * qf[t[1]] / rest / total if t[0] == a else qf[t[0]] / total
+        else:  # pragma: no cover - a new scheme needs its exact law here
+            raise NotImplementedError(kind)
+        out.append(pr)
+    return [tuple(t) for t in tuples.tolist()], out

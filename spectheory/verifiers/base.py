@@ -16,7 +16,18 @@ import numpy as np
 
 from ..schemes import Scheme
 
-__all__ = ["Estimate", "Verifier", "get", "names", "register"]
+__all__ = [
+    "Estimate",
+    "Verifier",
+    "finish_law",
+    "get",
+    "is_exact_input",
+    "law_pair",
+    "law_vector",
+    "law_zeros",
+    "names",
+    "register",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,30 @@ class Verifier(abc.ABC):
     ) -> tuple[int, bool]:
         """Verify one draft tuple: return ``(output token, accepted)``."""
 
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        r"""Exact conditional law of the rule's output given one drafted tuple.
+
+        Parameters
+        ----------
+        p, q
+            Target and draft distribution(s), as passed to :meth:`sample` (one position).
+        drafts
+            One draft tuple, shape ``(n,)``, in the order ``scheme(q, n).sample`` produces it.
+
+        Returns
+        -------
+        (acc, rej)
+            Both of shape ``(V,)``: ``acc[y]`` = Pr(the rule accepts and outputs ``y`` | drafts)
+            (nonzero only on drafted tokens; "accepts" is the flag :meth:`sample` returns),
+            ``rej[y]`` = Pr(the rule rejects and outputs ``y`` | drafts);
+            ``acc.sum() + rej.sum() == 1``. Summed over the scheme's tuples with their
+            probabilities, ``acc`` is :meth:`accepted_mass` and ``acc + rej`` is the output law.
+            Rational rules (sd, rrs, rrs_wor, greedy, spechub, naive) also take ``p``, ``q`` as
+            lists / object arrays of :class:`fractions.Fraction` and then return object arrays
+            of Fractions (exact arithmetic; float entries are converted exactly).
+        """
+        raise NotImplementedError(f"verifier {self.name!r} does not implement tuple_law")
+
     # ------------------------------------------------------------------ additive helpers
     def exact_feasible(self, p: Any, q: Any, n: int) -> bool:
         """Whether :meth:`acceptance` is exact and affordable here (closed forms: always)."""
@@ -117,6 +152,79 @@ def estimate_from(values: np.ndarray, level: float = 0.99) -> Estimate:
     se = float(v.std(ddof=1) / np.sqrt(v.size))
     z = z_value(level)
     return Estimate(mean, se, mean - z * se, mean + z * se, int(v.size), level)
+
+
+def is_exact_input(*xs: Any) -> bool:
+    """Whether any of ``xs`` holds exact rationals: an object array or a (nested) list with a
+    :class:`fractions.Fraction` (or other non-integer ``numbers.Rational``) entry."""
+    import numbers
+
+    for x in xs:
+        if isinstance(x, np.ndarray) and x.dtype != object:
+            continue
+        try:
+            flat = np.asarray(x, dtype=object).ravel()
+        except (TypeError, ValueError):
+            continue
+        if any(
+            isinstance(v, numbers.Rational) and not isinstance(v, (int, np.integer))
+            for v in flat
+        ):
+            return True
+    return False
+
+
+def law_vector(x: Any, name: str, exact: bool) -> np.ndarray:
+    """One validated distribution ``(V,)`` for :meth:`Verifier.tuple_law`: float64, or with
+    ``exact`` an object array of :class:`fractions.Fraction` (floats converted without rounding;
+    the checks of :func:`as_single` apply to its float copy)."""
+    from fractions import Fraction
+
+    fv = as_single(x, name)
+    if not exact:
+        return fv
+    out = np.empty(fv.shape[0], dtype=object)
+    out[:] = [Fraction(v) for v in np.asarray(x, dtype=object).ravel()]
+    return out
+
+
+def law_zeros(V: int, exact: bool) -> np.ndarray:
+    """A zero vector of the dtype :meth:`Verifier.tuple_law` returns."""
+    if not exact:
+        return np.zeros(V)
+    from fractions import Fraction
+
+    out = np.empty(V, dtype=object)
+    out[:] = [Fraction(0)] * V
+    return out
+
+
+def finish_law(acc: np.ndarray, rej: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(acc, rej)`` as float64 arrays, or with ``exact`` as object arrays of Fractions (entries
+    that numpy turned into Python ints, e.g. ``max(x, 0)``, become Fractions)."""
+    if not exact:
+        return np.asarray(acc, dtype=np.float64), np.asarray(rej, dtype=np.float64)
+    from fractions import Fraction
+
+    def conv(a: np.ndarray) -> np.ndarray:
+        out = np.empty(len(a), dtype=object)
+        out[:] = [Fraction(v) for v in a]
+        return out
+
+    return conv(acc), conv(rej)
+
+
+def law_pair(p: Any, q: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Validated ``(p, q, exact)`` of one position for :meth:`Verifier.tuple_law`."""
+    from .._validate import SpecTheoryInputError
+
+    exact = is_exact_input(p, q)
+    pv, qv = law_vector(p, "p", exact), law_vector(q, "q", exact)
+    if pv.shape != qv.shape:
+        raise SpecTheoryInputError(
+            f"argument 'q': vocabulary size {qv.shape[0]} does not match p's V = {pv.shape[0]}"
+        )
+    return pv, qv, exact
 
 
 def as_single(x: Any, name: str) -> np.ndarray:

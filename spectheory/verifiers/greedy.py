@@ -32,10 +32,15 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Greedy, Scheme
-from .base import Verifier, register
+from .base import Verifier, finish_law, law_pair, law_zeros, register
 from .sd import categorical, check_drafts, validate_pair
 
-__all__ = ["GreedyVerifier", "fixed_set_accepted_mass", "fixed_set_sample"]
+__all__ = [
+    "GreedyVerifier",
+    "fixed_set_accepted_mass",
+    "fixed_set_sample",
+    "fixed_set_tuple_law",
+]
 
 
 def fixed_set_accepted_mass(p: np.ndarray, q: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -66,6 +71,37 @@ def fixed_set_sample(
     if rng.random() < kappa:
         return categorical(rng, np.where(D, p, 0.0)), True
     return categorical(rng, np.where(D, 0.0, np.maximum(p - m, 0.0))), False
+
+
+def fixed_set_tuple_law(
+    p: np.ndarray, q: np.ndarray, D: np.ndarray, y: int, exact: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(acc, rej)`` of :func:`fixed_set_sample` given the sampled draft ``y`` (floats, or
+    object arrays of Fractions with ``exact``)."""
+    zero = 0 * p[0]
+    rest = np.where(D, zero, q).sum()
+    m = np.where(D, zero, q / rest)
+    if m[y] <= 0:
+        raise SpecTheoryInputError(
+            "argument 'drafts': the sampled draft has zero probability under q outside the "
+            "fixed drafts"
+        )
+    acc, rej = law_zeros(len(p), exact), law_zeros(len(p), exact)
+    r = p[y] / m[y]
+    a = r if r < 1 else zero + 1
+    acc[y] += a
+    pD = np.where(D, p, zero).sum()
+    over = np.where(D, zero, np.maximum(m - p, zero)).sum()
+    kappa = zero
+    if over > 0:
+        kappa = pD / over if pD < over else zero + 1
+    if pD > 0 and kappa > 0:
+        acc = acc + np.where(D, ((1 - a) * kappa) * (p / pD), zero)
+    res = np.where(D, zero, np.maximum(p - m, zero))
+    tot = res.sum()
+    if tot > 0:
+        rej = ((1 - a) * (1 - kappa)) * (res / tot)
+    return finish_law(acc, rej, exact)
 
 
 @register
@@ -108,3 +144,15 @@ class GreedyVerifier(Verifier):
                 f"{np.flatnonzero(D).tolist()} followed by one other token, got {d.tolist()}"
             )
         return fixed_set_sample(pv, qv, D, int(d[-1]), rng)
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv, exact = law_pair(p, q)
+        d = check_drafts(drafts, None, pv.shape[0])
+        n = int(d.size)
+        D = self._D(np.asarray(qv, dtype=np.float64), n)
+        if sorted(d[:-1].tolist()) != np.flatnonzero(D).tolist() or D[d[-1]]:
+            raise SpecTheoryInputError(
+                f"argument 'drafts': expected the top-{n - 1} tokens of q "
+                f"{np.flatnonzero(D).tolist()} followed by one other token, got {d.tolist()}"
+            )
+        return fixed_set_tuple_law(pv, qv, D, int(d[-1]), exact)

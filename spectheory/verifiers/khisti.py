@@ -403,3 +403,32 @@ class KhistiIS(Verifier):
             return z, True
         y = categorical(rng, res)
         return y, bool(np.any(d == y))
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv = as_distribution(p, "p", allow_batch=False)
+        d = check_drafts(drafts, None, len(pv))
+        des = self.design(pv, q, len(d))
+        for i, x in enumerate(d.tolist()):
+            if des.qs[i][x] <= 0:
+                raise SpecTheoryInputError(
+                    f"argument 'drafts': draft {i} (token {x}) has zero probability under its "
+                    "draft model"
+                )
+        beta = des.beta(d)
+        r = des.r
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(r > 0, np.minimum(1.0, pv / np.where(r > 0, r, 1.0)), 0.0)
+        res = np.maximum(pv - r, 0.0)
+        tot = res.sum()
+        acc = beta * a
+        miss = float(np.sum(beta * (1.0 - a)))
+        rej = np.zeros(len(pv))
+        if tot <= 0:  # the sampler keeps the selected draft
+            acc = acc + beta * (1.0 - a)
+        else:
+            law = miss * (res / tot)
+            drafted = np.zeros(len(pv), dtype=bool)
+            drafted[d] = True
+            acc = acc + np.where(drafted, law, 0.0)
+            rej = np.where(drafted, 0.0, law)
+        return acc, rej

@@ -105,3 +105,20 @@ class KSEQ(Verifier):
             if rng.random() < min(1.0, pv[x] / (rho * qv[x])):
                 return int(x), True
         return categorical(rng, np.maximum(pv - rho * qv, 0.0)), False
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv = validate_pair(p, q, allow_batch=False)
+        d = check_drafts(drafts, None, pv.shape[0])
+        rho = self._rho_cached(pv, qv, int(d.size))
+        acc, rej = np.zeros(len(pv)), np.zeros(len(pv))
+        alive = 1.0
+        for x in d.tolist():
+            if qv[x] <= 0:
+                raise ValueError("argument 'drafts': a drafted token has zero probability under q")
+            a = min(1.0, pv[x] / (rho * qv[x]))
+            acc[x] += alive * a
+            alive *= 1.0 - a
+        res = np.maximum(pv - rho * qv, 0.0)
+        if alive > 0 and res.sum() > 0:
+            rej = alive * (res / res.sum())
+        return acc, rej

@@ -20,8 +20,8 @@ import numpy as np
 
 from .._validate import check_n, check_rng
 from ..schemes import IID, Scheme
-from .base import Verifier, register
-from .sd import accept_prob, categorical, check_drafts, validate_pair
+from .base import Verifier, finish_law, law_pair, law_zeros, register
+from .sd import accept_prob, categorical, check_drafts, exact_accept_prob, validate_pair
 
 __all__ = ["Naive"]
 
@@ -63,3 +63,18 @@ class Naive(Verifier):
             if rng.random() < accept_prob(pv[x], qv[x]):
                 return int(x), True
         return categorical(rng, np.maximum(pv - qv, 0.0)), False
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv, exact = law_pair(p, q)
+        d = check_drafts(drafts, None, pv.shape[0])
+        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
+        alive = 1 + 0 * pv[0]
+        for x in d.tolist():
+            a = exact_accept_prob(pv[x], qv[x])
+            acc[x] += alive * a
+            alive = alive * (1 - a)
+        res = np.maximum(pv - qv, 0 * pv[0])
+        tot = res.sum()
+        if tot > 0:
+            rej = alive * (res / tot)
+        return finish_law(acc, rej, exact)

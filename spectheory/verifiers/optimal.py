@@ -1108,3 +1108,16 @@ class Optimal(Verifier):
         if n is None:
             n = int(d.shape[-1]) if d.ndim else 1
         return self.setup(p, q, n).sample(d, rng)
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        d = np.asarray(drafts)
+        rule = self.setup(p, q, int(d.shape[-1]) if d.ndim else 1)
+        d = _check_drafts(d, rule.n, len(rule.p))
+        V = len(rule.p)
+        acc = np.zeros(V)
+        if isinstance(rule, LPRule):
+            acc += rule._row(d)
+        else:
+            sel = rule.selection_probs(d)
+            np.add.at(acc, d, sel * rule.accept_prob[d])
+        return acc, max(0.0, 1.0 - float(acc.sum())) * rule.residual

@@ -25,8 +25,8 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Independent, Scheme
-from .base import Verifier, register
-from .sd import accept_prob, categorical, check_drafts, validate_pair
+from .base import Verifier, finish_law, is_exact_input, law_pair, law_vector, law_zeros, register
+from .sd import accept_prob, categorical, check_drafts, exact_accept_prob, validate_pair
 
 __all__ = ["RRS"]
 
@@ -114,3 +114,32 @@ class RRS(Verifier):
             rest = np.maximum(r - qi, 0.0)
             r = rest / rest.sum()  # positive: draft i was rejected, so r(x) < q_i(x)
         return categorical(rng, r), False
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        d = np.asarray(drafts)
+        n = int(d.size) if d.ndim == 1 else 0
+        if self.per_draft:
+            seq = list(q)
+            exact = is_exact_input(p, *seq)
+            self._qs(p, [np.asarray(x, dtype=np.float64) for x in seq], max(n, 1),
+                     allow_batch=False)  # validation (shapes, sums, n)
+            pv = law_vector(p, "p", exact)
+            qs = [law_vector(x, f"q[{j}]", exact) for j, x in enumerate(seq)]
+        else:
+            pv, qv, exact = law_pair(p, q)
+            qs = [qv] * max(n, 1)
+        d = check_drafts(drafts, len(qs), pv.shape[0])
+        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
+        zero = 0 * pv[0]
+        alive = 1 + zero
+        r = pv
+        for i, qi in enumerate(qs):
+            x = int(d[i])
+            a = exact_accept_prob(r[x], qi[x], "q" if not self.per_draft else f"q[{i}]")
+            acc[x] += alive * a
+            alive = alive * (1 - a)
+            if alive == 0:
+                return finish_law(acc, rej, exact)
+            rest = np.maximum(r - qi, zero)
+            r = rest / rest.sum()
+        return finish_law(acc, alive * r, exact)

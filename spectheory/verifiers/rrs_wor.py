@@ -35,8 +35,8 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Scheme, WithoutReplacement, exclusive_sums
-from .base import Estimate, Verifier, estimate_from, register
-from .sd import accept_prob, categorical, check_drafts, validate_pair
+from .base import Estimate, Verifier, estimate_from, finish_law, law_pair, law_zeros, register
+from .sd import accept_prob, categorical, check_drafts, exact_accept_prob, validate_pair
 
 __all__ = ["MAX_HISTORY_CELLS", "RRSWithoutReplacement"]
 
@@ -224,3 +224,27 @@ class RRSWithoutReplacement(Verifier):
             r = rest / rest.sum()
             avail[x] = 0.0
         return categorical(rng, r), False
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv, exact = law_pair(p, q)
+        d = check_drafts(drafts, None, pv.shape[0])
+        if len(set(d.tolist())) != d.size:
+            raise SpecTheoryInputError(
+                f"argument 'drafts': drafts without replacement must be distinct, got {d.tolist()}"
+            )
+        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
+        zero = 0 * pv[0]
+        alive = 1 + zero
+        r = pv
+        avail = qv.copy()
+        for x in d.tolist():
+            qi = avail / avail.sum()  # the remaining tokens' mass, summed directly
+            a = exact_accept_prob(r[x], qi[x])
+            acc[x] += alive * a
+            alive = alive * (1 - a)
+            if alive == 0:
+                return finish_law(acc, rej, exact)
+            rest = np.maximum(r - qi, zero)
+            r = rest / rest.sum()
+            avail[x] = zero
+        return finish_law(acc, alive * r, exact)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Scheme
-from .base import Verifier, register
+from .base import Verifier, finish_law, law_pair, law_zeros, register
 
 __all__ = ["SD", "categorical", "check_drafts", "validate_pair"]
 
@@ -83,6 +83,16 @@ def residual(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.maximum(p - q, 0.0)
 
 
+def exact_accept_prob(p_x: Any, q_x: Any, what: str = "q") -> Any:
+    r""":func:`accept_prob` in the arithmetic of its arguments (floats or Fractions)."""
+    if q_x <= 0:
+        raise SpecTheoryInputError(
+            f"argument 'drafts': a drafted token has zero probability under {what}"
+        )
+    r = p_x / q_x
+    return r if r < 1 else r * 0 + 1
+
+
 def accept_prob(p_x: float, q_x: float, what: str = "q") -> float:
     r""":math:`\min(1, p(x)/q(x))` for a drafted token; a draft with :math:`q(x) = 0` is invalid."""
     if q_x <= 0:
@@ -120,3 +130,16 @@ class SD(Verifier):
         if rng.random() < accept_prob(pv[x], qv[x]):
             return x, True
         return categorical(rng, residual(pv, qv)), False
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv, exact = law_pair(p, q)
+        d = check_drafts(drafts, None, pv.shape[0])
+        x = int(d[0])
+        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
+        a = exact_accept_prob(pv[x], qv[x])
+        acc[x] = a
+        res = np.maximum(pv - qv, 0 * pv[0])
+        tot = res.sum()
+        if tot > 0:
+            rej = (1 - a) * (res / tot)
+        return finish_law(acc, rej, exact)

@@ -24,8 +24,8 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Hub, Scheme
-from .base import Verifier, register
-from .greedy import fixed_set_accepted_mass, fixed_set_sample
+from .base import Verifier, law_pair, register
+from .greedy import fixed_set_accepted_mass, fixed_set_sample, fixed_set_tuple_law
 from .sd import check_drafts, validate_pair
 
 __all__ = ["SpecHub"]
@@ -75,3 +75,16 @@ class SpecHub(Verifier):
             )
         y = x2 if x1 == a else x1
         return fixed_set_sample(pv, qv, D, y, rng)
+
+    def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
+        pv, qv, exact = law_pair(p, q)
+        d = check_drafts(drafts, 2, pv.shape[0])
+        D = _hub_mask(np.asarray(qv, dtype=np.float64))
+        a = int(np.flatnonzero(D)[0])
+        x1, x2 = int(d[0]), int(d[1])
+        if a not in (x1, x2) or x1 == x2:
+            raise SpecTheoryInputError(
+                f"argument 'drafts': a SpecHub tuple holds the hub token {a} and one other token, "
+                f"got {d.tolist()}"
+            )
+        return fixed_set_tuple_law(pv, qv, D, x2 if x1 == a else x1, exact)
