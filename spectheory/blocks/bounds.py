@@ -472,7 +472,9 @@ class _Flow:
         A.sum_duplicates()
         lower = np.concatenate([probs, np.zeros(Pn), np.full(Pn - 1, -np.inf)])
         upper = np.concatenate([probs, np.zeros(Pn), np.zeros(Pn - 1)])
-        lower[G] = upper[G] = 1.0  # the root's row: sum_g pi(g, ()) + sum_y H(y) = 1
+        # The root's row, sum_g pi(g, ()) + sum_y H(y) = 1, is implied by the others (sum the group
+        # rows and the other path rows); left free (dual 0) so the system is not redundant.
+        lower[G], upper[G] = -np.inf, np.inf
         for i, h in enumerate(paths[1:], start=1):
             if kind is BoundKind.COUPLING or len(h) == 1:
                 upper[cap0 + i] = ph[h]
@@ -563,7 +565,8 @@ class _Flow:
 # ---------------------------------------------------------------------- plain formulation
 def _plain(problem: BlockProblem, kind: BoundKind, reals: list) -> tuple[Any, ...]:
     """The naive LP: columns (realisation, output sequence) or (realisation, target block), one
-    equality row per target sequence of length gamma + 1 (lossless) or gamma (coupling)."""
+    row per target sequence of length gamma + 1 (lossless) or gamma (coupling); the caller solves
+    the sequence rows as '<=' (equivalent, see block_bound)."""
     import scipy.sparse as sp
 
     V, gam = problem.V, problem.tree.max_depth
@@ -713,7 +716,12 @@ def block_bound(
         c, A, rhs, sizes = _plain(problem, k, reals)
         info.update(sizes)
         t2 = time.perf_counter()
-        st, x, lam, sinfo = _solve_highs(c, A, rhs, rhs)
+        # Sequence rows as '<=': their left sides sum to sum_d P(d) = 1 = sum_s p(s), so they
+        # hold with equality at every feasible point; as equalities they are redundant, and HiGHS
+        # declares some float instances infeasible (a 1e-16 inconsistency of a redundant system).
+        D = info["realizations"]
+        lower = np.concatenate([rhs[:D], np.full(len(rhs) - D, -np.inf)])
+        st, x, lam, sinfo = _solve_highs(c, A, lower, rhs)
         t3 = time.perf_counter()
         info.update(sinfo)
         info.update(build_s=t2 - t1, solve_s=t3 - t2, check_s=0.0, time_s=t3 - t0)
