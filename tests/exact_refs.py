@@ -65,8 +65,9 @@ def exact_tuple_probs(scheme: Any, qf: list[Fraction]) -> tuple[list[tuple[int, 
     Fractions from the exact draft law ``qf``, by each scheme's definition:
     i.i.d. products; without replacement :math:`\\prod_j q(x_j) / q(\\text{not yet drawn})`;
     greedy :math:`q(y) / q(\\Omega \\setminus D)`; SpecHub (hub a):
-    :math:`(a, y) \\mapsto q(a) q(y) / q(\\ne a)`, :math:`(y, a) \\mapsto q(y)`."""
-    tuples, _ = scheme.enumerate()
+    :math:`(a, y) \\mapsto q(a) q(y) / q(\\ne a)`, :math:`(y, a) \\mapsto q(y)`; any other scheme
+    (``Joint``): its own table, converted exactly."""
+    tuples, probs_f = scheme.enumerate()
     kind = type(scheme).__name__
     V = len(qf)
     total = sum(qf, Fraction(0))
@@ -88,7 +89,7 @@ def exact_tuple_probs(scheme: Any, qf: list[Fraction]) -> tuple[list[tuple[int, 
             a = max(range(V), key=lambda i: (qf[i], -i))
             rest = sum((qf[i] for i in range(V) if i != a), Fraction(0))
             pr = qf[a] * qf[t[1]] / rest / total if t[0] == a else qf[t[0]] / total
-        else:  # pragma: no cover - a new scheme needs its exact law here
-            raise NotImplementedError(kind)
+        else:  # Joint and any other explicit table: its own probabilities, exactly
+            pr = Fraction(float(probs_f[len(out)]))
         out.append(pr)
     return [tuple(t) for t in tuples.tolist()], out

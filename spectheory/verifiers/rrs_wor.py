@@ -245,6 +245,8 @@ class RRSWithoutReplacement(Verifier):
             if alive == 0:
                 return finish_law(acc, rej, exact)
             rest = np.maximum(r - qi, zero)
+            if rest.sum() == 0:  # only when q sums to more than p by rounding: the
+                break  # leftover (~1e-16) mass keeps the current target
             r = rest / rest.sum()
             avail[x] = zero
         return finish_law(acc, alive * r, exact)
