@@ -14,7 +14,7 @@ from .base import Estimate, Verifier, get, names, register
 # Rule modules (each registers its class on import). Add new modules here.
 # (populated by the verifier modules)
 # isort: split
-from . import greedy, khisti, kseq, naive, rrs, rrs_wor, sd, spechub  # noqa: F401
+from . import greedy, khisti, kseq, lossy, naive, rrs, rrs_wor, sd, spechub  # noqa: F401
 from .optimal import Optimal  # noqa: F401  (optimal verifier, issue 8)
 
 __all__ = ["Estimate", "Verifier", "acceptance", "get", "names", "register"]
