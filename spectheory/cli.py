@@ -488,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheme", choices=("iid", "wor", "greedy"), default="iid")
     d.add_argument("--markdown", help="also write the derivation as Markdown to this file")
     d.set_defaults(func=cmd_derive)
+
+    from .engines.cli import add_engine_parser, add_tree_parser
+
+    add_engine_parser(sub)
+    add_tree_parser(sub)
     return ap
 
 
