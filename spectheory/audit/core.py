@@ -68,7 +68,11 @@ class AuditResult:
         The rule's own claim, when given; ``claim_consistent`` whether it lies in the interval.
     alpha_star
         :math:`\alpha^*` of the draft scheme (token level), None when not computed;
-        ``exceeds_alpha_star``: the acceptance interval lies above it (no lossless rule can).
+        ``exceeds_alpha_star``: the acceptance interval lies above it, a one-sided test at
+        ``level / 2`` that the rule is lossy (no lossless rule accepts more than
+        :math:`\alpha^*`; a rule that attains it exactly trips the check with probability about
+        ``level / 2``). Acceptance here is "the output is one of the drafts", which can exceed
+        the rule's own accept flag (a rejected draw may land on a drafted token).
     test
         The test used, in words.
     bins, statistic, df

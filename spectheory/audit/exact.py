@@ -119,8 +119,9 @@ def exact_audit(rule: Any, p: Any, q: Any, n: int, *, tol: float = 1e-12) -> Exa
 
 
 def _exact_probs(scheme: Any, tuples: np.ndarray, q: Any, n: int, probs: np.ndarray) -> list[Any]:
-    """Exact tuple probabilities for the i.i.d. and without-replacement schemes (else floats)."""
-    from ..schemes import IID, WithoutReplacement
+    """Exact tuple probabilities for the i.i.d., without-replacement, greedy and hub schemes
+    (other schemes: their float probabilities, converted exactly)."""
+    from ..schemes import IID, Greedy, Hub, WithoutReplacement
 
     qx = [Fraction(x) for x in np.ravel(np.asarray(q, dtype=object))]
     out: list[Any] = []
@@ -134,6 +135,15 @@ def _exact_probs(scheme: Any, tuples: np.ndarray, q: Any, n: int, probs: np.ndar
             for x in t:
                 w *= qx[int(x)] / (1 - used)
                 used += qx[int(x)]
+        elif isinstance(scheme, Greedy | Hub):
+            fixed = {int(x) for x in t[:-1]} if isinstance(scheme, Greedy) else {int(scheme.hub)}
+            rest = sum((qx[i] for i in range(len(qx)) if i not in fixed), start=Fraction(0))
+            if isinstance(scheme, Greedy):
+                w = qx[int(t[-1])] / rest
+            elif int(t[0]) == int(scheme.hub):  # hub first, then q off the hub
+                w = qx[int(t[0])] * qx[int(t[1])] / rest
+            else:
+                w = qx[int(t[0])]
         else:
             w = Fraction(float(pr))
         out.append(w)
