@@ -24,6 +24,7 @@ from .acceptance import (
     block_output_law,
     lossless_gap,
 )
+from .bounds import BlockBound, BoundCertificate, BoundCheck, BoundKind, BoundStatus, block_bound, check_bound
 from .drafts import Chain, Chains, Tree
 from .efficiency import (
     MAX_TREE_NODES,
@@ -43,9 +44,14 @@ from .verify import BlockVerifier, TokenLevel, block_verifier, block_verifier_na
 __all__ = [
     "MAX_TREE_NODES",
     "BlockAcceptance",
+    "BlockBound",
     "BlockMethod",
     "BlockProblem",
     "BlockVerifier",
+    "BoundCertificate",
+    "BoundCheck",
+    "BoundKind",
+    "BoundStatus",
     "Cached",
     "Chain",
     "Chains",
@@ -56,10 +62,12 @@ __all__ = [
     "TokenLevel",
     "Tree",
     "block_acceptance",
+    "block_bound",
     "block_efficiency",
     "block_output_law",
     "block_verifier",
     "block_verifier_names",
+    "check_bound",
     "constant_alpha_efficiency",
     "expected_accepted",
     "lossless_gap",
