@@ -56,6 +56,8 @@ def load_array(spec: str, role: str, *, key: str | None = None) -> np.ndarray:
     """
     path = Path(spec)
     if path.suffix in (".npy", ".npz", ".safetensors") or path.exists():
+        if path.is_dir():
+            raise CLIError(f"--{role}: {spec!r} is a directory, not a file")
         if not path.is_file():
             raise CLIError(f"--{role}: file {spec!r} not found")
         if path.suffix == ".npy":
@@ -215,7 +217,10 @@ def _collect_models(args: argparse.Namespace, console: Any) -> tuple[np.ndarray,
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    with _status(console, "loading the target model (first run converts and caches it, ~20 s)"):
+    first = args.target == "smollm2" and not (
+        models.cache_dir() / models._SMOLLM2_CACHE_NAME / "spectheory-cache.json").is_file()
+    note = " (first run converts and caches it, ~20 s)" if first else ""
+    with _status(console, f"loading the target model{note}"):
         target, tok = models.load_model(args.target)
     if args.draft in ("skip", "quant", "ngram", "self"):
         desc = {"skip": f"target with {args.skip} layers skipped (self-speculative)",
@@ -256,7 +261,34 @@ def _collect_models(args: argparse.Namespace, console: Any) -> tuple[np.ndarray,
                      f"{args.draft}{' ' + str(args.skip) if args.draft == 'skip' else ''}"}
     if args.decode:
         meta["decode"] = _decode(args, console, models, target, draft, tok, text)
+    if not args.no_blocks:
+        meta["blocks"] = _blocks(args, console, models, target, draft, pairs.ids)
     return pairs.p, pairs.q, meta
+
+
+def _blocks(args: argparse.Namespace, console: Any, models: Any, target: Any, draft: Any,
+            ids: Any) -> list[dict[str, Any]]:
+    """Block-level rows (report.block_level) over the contexts of the analysed positions."""
+    from .report import BLOCK_CASES, block_level
+
+    if args.block_gamma < 1:
+        raise CLIError(f"--block-gamma: must be >= 1, got {args.block_gamma}")
+    if args.block_samples < 2:
+        raise CLIError(f"--block-samples: must be >= 2, got {args.block_samples}")
+    p = models.decode_model(target, _sampling(args))
+    q = p if draft is target else models.decode_model(draft, _sampling(args))
+    contexts = [tuple(int(t) for t in ids[: t + 1]) for t in range(len(ids))]
+    total = len(BLOCK_CASES) * len(contexts)
+    with _progress(console, "block level: chain and tree, Monte Carlo over the positions",
+                   total) as step:
+        done = [0]
+
+        def tick(_: Any) -> None:
+            done[0] += 1
+            step(done[0])
+
+        return block_level(p, q, contexts, gamma=args.block_gamma, samples=args.block_samples,
+                           seed=args.seed, progress=tick)
 
 
 def _decode(args: argparse.Namespace, console: Any, models: Any, target: Any, draft: Any,
@@ -337,18 +369,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise CLIError(f"--schemes: unknown scheme(s) {bad} (choose from iid, wor, greedy, hub)")
     if (args.p is None) != (args.q is None):
         raise CLIError("--p and --q go together (dumps of target and draft distributions)")
+    for flag, value in (("--max-tokens", args.max_tokens), ("--gamma", args.gamma),
+                        ("--threads", args.threads)):
+        if value < 1:
+            raise CLIError(f"{flag}: must be >= 1, got {value}")
+    if args.p is None and args.text and not Path(args.text).is_file():
+        raise CLIError(f"--text: file {args.text!r} not found")
     if args.p is not None:
-        p = load_array(args.p, "target")
-        q = load_array(args.q, "draft")
+        p = _load_as(args.p, "target", "--p")
+        q = _load_as(args.q, "draft", "--q")
         meta: dict[str, Any] = {"target": args.p, "draft": args.q, "title": "dumps"}
     else:
         p, q, meta = _collect_models(args, console)
+    blocks = meta.pop("blocks", None)
     with _progress(console, "alpha*, verifiers and gaps per n", len(ns)) as step:
         res = analyze(p, q, ns=ns, schemes=schemes, gamma=args.gamma, meta=meta,
                       progress=step)
+    res.blocks = list(blocks or [])
     paths = res.write(args.out, plots=not args.no_plots)
     _report(console, res, paths)
     return 0
+
+
+def _load_as(spec: str, role: str, flag: str) -> np.ndarray:
+    try:
+        return load_array(spec, role)
+    except CLIError as exc:
+        raise CLIError(str(exc).replace(f"--{role}", flag)) from None
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -392,6 +439,7 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
             print(title)
             for r in [head, *body]:
                 print("  ".join(r))
+    _block_table(console, res)
     dec = meta.get("decode")
     if dec:
         for k, v in dec.items():
@@ -403,6 +451,40 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
     _print(console, f"report written to {Path(paths['json']).parent.resolve()}/")
     for kind, path in paths.items():
         _print(console, f"  {kind:<10} {path}")
+
+
+def _block_table(console: Any, res: Any) -> None:
+    rows = getattr(res, "blocks", None)
+    if not rows:
+        return
+    r0 = next((r for r in rows if "contexts" in r), None)
+    title = ("Block level: accepted draft tokens per target call (Monte Carlo"
+             + (f" over {r0['contexts']} contexts, {r0['samples']} draws, "
+                f"{round(100 * r0['level'])}% interval)" if r0 else ")"))
+    head = ["structure", "verifier", "accepted/call", "interval", "tokens/call"]
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append([r["structure"], r["verifier"], "n/a", r["error"][:60], "n/a"])
+        else:
+            body.append([r["structure"], r["verifier"], _fmt(r["mean"], 3),
+                         f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]",
+                         _fmt(r["tokens_per_call"], 3)])
+    try:
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        Table = None
+    if Table is not None and console is not None:
+        t = Table(title=title, title_justify="left")
+        for h in head:
+            t.add_column(h, justify="left" if h in ("structure", "verifier") else "right")
+        for r in body:
+            t.add_row(*r)
+        console.print(t)
+    else:  # pragma: no cover
+        print(title)
+        for r in [head, *body]:
+            print("  ".join(r))
 
 
 # ----------------------------------------------------------------------------- parser
@@ -452,7 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--decode", type=int, default=0, metavar="TOKENS",
                    help="also run real multi-draft speculative decoding for TOKENS new tokens "
                         "per n <= 4 and report its measured block efficiency")
-    a.add_argument("--seed", type=int, default=0, help="random seed of --decode")
+    a.add_argument("--seed", type=int, default=0,
+                   help="random seed of --decode and of the block-level Monte Carlo")
+    a.add_argument("--block-gamma", type=int, default=3,
+                   help="chain length of the block-level section (3)")
+    a.add_argument("--block-samples", type=int, default=2,
+                   help="block-level Monte Carlo draws per analysed position (2)")
+    a.add_argument("--no-blocks", action="store_true",
+                   help="skip the block-level section (chain with sd and block, one tree with "
+                        "rrs_wor; Monte Carlo on the models at the analysed contexts)")
     a.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: fastest on a shared or busy machine)")
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output directory ({DEFAULT_OUT}/)")
@@ -499,18 +589,50 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spectheory`` console script; returns the exit status."""
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = ap.parse_args(_join_negative(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "command", None):
         ap.print_help()
         return 2
     try:
         return int(args.func(args))
     except (CLIError, ValueError) as exc:
-        print(f"spectheory {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spectheory {args.command}: error: {_cli_message(str(exc))}", file=sys.stderr)
         return 2
     except (ImportError, FileNotFoundError) as exc:
-        print(f"spectheory {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spectheory {args.command}: error: {_cli_message(str(exc))}", file=sys.stderr)
         return 1
+
+
+#: Options whose value may be an inline list of numbers starting with a minus sign.
+_VALUE_OPTIONS = ("--target", "--draft", "--p", "--q")
+
+
+def _join_negative(argv: list[str]) -> list[str]:
+    """``--target -0.1,0.8`` -> ``--target=-0.1,0.8`` (argparse reads a leading minus as an
+    option; distribution arguments may start with one)."""
+    import re
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if (a in _VALUE_OPTIONS and i + 1 < len(argv)
+                and re.fullmatch(r"-[0-9.][0-9eE.,;+\- ]*", argv[i + 1])):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _cli_message(msg: str) -> str:
+    """Library messages in command-line terms: plain numbers, flags instead of keywords."""
+    import re
+
+    msg = re.sub(r"np\.(?:float|int)\d*\(([^()]*)\)", r"\1", msg)
+    return msg.replace("pass normalize=True", "pass --normalize").replace(
+        "normalize=True", "--normalize")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -203,3 +203,20 @@ def test_cli_tree_validates_before_loading(capsys: pytest.CaptureFixture[str]) -
     assert "--budget" in capsys.readouterr().err
     assert main(["tree", "--budget", "4", "--temperature", "0"]) == 2
     assert "--temperature" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- CLI polish (issue 14)
+def test_cli_leading_minus_and_flag_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bound", "--target", "-0.1,0.8,0.3", "--draft", "0.2,0.3,0.5", "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "negative (-0.1)" in err and "np.float64" not in err
+    assert main(["bound", "--target", "0.5,0.6", "--draft", "0.5,0.5", "--n", "2"]) == 2
+    assert "pass --normalize" in capsys.readouterr().err
+    assert main(["bound", "--target", str(tmp_path), "--draft", "0.5,0.5", "--n", "2"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["analyze", "--p", str(tmp_path / "missing.npy"), "--q", "x.npy"]) == 2
+    assert "--p: file" in capsys.readouterr().err
+    for argv, flag in ((["--max-tokens", "0"], "--max-tokens"), (["--gamma", "0"], "--gamma"),
+                       (["--text", str(tmp_path / "none.txt")], "--text")):
+        assert main(["analyze", *argv]) == 2
+        assert flag in capsys.readouterr().err
