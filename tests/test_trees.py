@@ -261,3 +261,15 @@ def test_itertools_not_needed_for_paths() -> None:
     paths = set(tree_paths(r.tree))
     assert all(pth[:-1] in paths or len(pth) == 1 for pth in paths)
     assert len(paths) == 12 and len(list(itertools.chain(paths))) == 12
+
+
+def test_decode_agrees_with_prediction_on_context_free_pair() -> None:
+    # the CLI's --check on a pair where the model is exact: Monte Carlo decode with the DP tree
+    from spectheory.blocks.decode import decode
+    from spectheory.blocks.verify import TokenLevel
+
+    r = sequoia_tree(A8, 6)
+    d = decode(_context_free(P8), _context_free(Q8), r.tree, TokenLevel("rrs_wor", "wor"), 1500,
+               np.random.default_rng(5))
+    assert d.low <= r.tokens_per_call <= d.high
+    assert d.high - d.low < 0.3
