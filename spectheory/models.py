@@ -54,6 +54,7 @@ __all__ = [
     "builtin_text",
     "cache_dir",
     "collect",
+    "decode_model",
     "layer_skip",
     "load_model",
     "next_token_logits",
@@ -262,8 +263,10 @@ def layer_skip(model: Any, skip: int | Sequence[int]) -> Any:
     Returns
     -------
     model
-        A new model object whose forward pass runs the kept layers only. Use it without a KV cache
-        (``use_cache=False``), as every function of this module does.
+        A new model object whose forward pass runs the kept layers only. Its layers keep their
+        original indices: run it without a KV cache (``use_cache=False``) or with a fresh
+        ``DynamicCache()`` (which grows to those indices), as
+        :class:`spectheory.blocks.real.CausalLM` does.
     """
     inner = _decoder(model)
     L = len(inner.layers)
@@ -547,7 +550,8 @@ class DecodeStats:
     accepted
         Accepted drafts per block.
     block_efficiency
-        Mean tokens per target call, :math:`1 + \\mathbb{E}[\\text{accepted}]`.
+        Mean tokens per target call, :math:`1 + \\mathbb{E}[\\text{accepted}]` (the mean of the
+        accepted lengths, also of a truncated last block).
     acceptance
         Fraction of positions at which one of the ``n`` drafts was accepted.
     """
@@ -559,24 +563,30 @@ class DecodeStats:
     acceptance: float
 
 
-def _rrs_verify(
-    p: np.ndarray, q: np.ndarray, drafts: np.ndarray, rng: np.random.Generator
-) -> tuple[int, bool]:
-    r"""Recursive rejection sampling with replacement (SpecInfer; Khisti et al., arXiv 2410.18234):
-    lossless for i.i.d. drafts. Draft :math:`x_i` is accepted with probability
-    :math:`\min(1, r_i(x_i)/q(x_i))`, otherwise :math:`r_{i+1} \propto (r_i - q)_+`; if every draft
-    is rejected the output is drawn from the last residual."""
-    r = p
-    for x in drafts:
-        if q[x] > 0 and rng.random() * q[x] < r[x]:
-            return int(x), True
-        res = np.maximum(r - q, 0.0)
-        tot = res.sum()
-        if tot <= 0:  # r <= q everywhere means r == q: acceptance was certain
-            return int(x), True
-        r = res / tot
-    c = np.cumsum(r)
-    return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(r) - 1)), False
+def decode_model(model: Any, sampling: Any = None, *, kv_cache: bool = True) -> Any:
+    """``model`` as a conditional model ``context -> (V,)`` for :func:`spectheory.blocks.decode`.
+
+    A ``transformers`` causal LM becomes a :class:`spectheory.blocks.real.CausalLM` (KV cache), an
+    :class:`NGramDraft` a :class:`spectheory.blocks.real.NGramModel`, a callable ``ids -> (T, V)``
+    logits (as :func:`next_token_logits` takes) a cached callable of its last row.
+    """
+    from .blocks.models import Cached
+    from .blocks.real import CausalLM, NGramModel, conditional
+    from .logits import Sampling
+
+    s = sampling or Sampling()
+    if isinstance(model, CausalLM | NGramModel):
+        return model
+    if isinstance(model, NGramDraft):
+        return conditional(model, s)
+    if hasattr(model, "forward"):
+        return conditional(model, s, kv_cache=kv_cache)
+    if callable(model):
+        return Cached(lambda h: s(next_token_logits(model, h)[-1], name="logits"), maxsize=64)
+    raise SpecTheoryInputError(
+        f"argument 'model': expected a transformers model, an NGramDraft or a callable, got "
+        f"{type(model).__name__}"
+    )
 
 
 def speculative_decode(
@@ -591,64 +601,52 @@ def speculative_decode(
     draft_sampling: Sampling | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    kv_cache: bool = True,
 ) -> DecodeStats:
     r"""Run real multi-draft speculative decoding and measure its block efficiency.
 
-    Each block drafts up to ``gamma`` positions; at every position ``n`` i.i.d. draft tokens are
-    drawn from :math:`q(\cdot \mid \text{prefix})` and verified against :math:`p` by recursive
-    rejection sampling (lossless). The block stops at the first rejection (the verifier's output
-    token is kept) or after ``gamma`` accepted positions (plus the target's bonus token). Drafting
-    the next position only after the accepted branch is equivalent in law to drafting a full tree
-    of i.i.d. branches, so tokens per block equal those of the tree-verification deployment.
-
-    The per-position calls use no KV cache, so the loop is a measurement, not a fast decoder.
+    Each target call verifies the tree ``Tree.branching((n,) * gamma, "iid")``: at every node on the
+    accepted path ``n`` i.i.d. draft tokens are drawn from :math:`q(\cdot \mid \text{prefix})` and
+    verified against :math:`p` by recursive rejection sampling (``"rrs"``, lossless) without merging
+    duplicate siblings (each accepted node's children are its own fresh drafts). The block stops at
+    the first rejection (the verifier's output token is kept) or after ``gamma`` accepted positions
+    (plus the target's bonus token). The loop is :func:`spectheory.blocks.decode` with
+    :class:`~spectheory.blocks.verify.TokenLevel` ``("rrs", merge=False)``; the tree is drafted
+    lazily (only the children of the nodes the verifier reaches), which has the law of drafting it
+    whole. ``transformers`` models run through :class:`spectheory.blocks.real.CausalLM`, which
+    keeps a KV cache (``kv_cache=False``: one full forward pass per context).
 
     Returns
     -------
     DecodeStats
-        ``block_efficiency`` = generated tokens / target calls.
+        ``block_efficiency`` = 1 + mean accepted drafts per target call; ``tokens`` holds exactly
+        ``max_new_tokens`` tokens (the last block is truncated, its accepted length still counts).
     """
+    from .blocks.decode import decode
+    from .blocks.drafts import Tree
+    from .blocks.verify import TokenLevel
+
     n = check_n(n)
     gamma = check_n(gamma, "gamma")
     max_new_tokens = check_n(max_new_tokens, "max_new_tokens")
     s_p = sampling or Sampling()
     s_q = draft_sampling or s_p
-    rng = np.random.default_rng(seed)
     seq = [int(t) for t in np.asarray(prompt_ids, dtype=np.int64).ravel()]
     if not seq:
         raise SpecTheoryInputError("argument 'prompt_ids': empty prompt")
-    start = len(seq)
-    accepted: list[int] = []
-    hits = 0
-    positions = 0
-    while len(seq) - start < max_new_tokens:
-        k = 0
-        for _ in range(gamma):
-            p = s_p(next_token_logits(target, seq)[-1], name="target logits")
-            q = s_q(next_token_logits(draft, seq)[-1], name="draft logits")
-            drafts = rng.choice(len(q), size=n, p=q / q.sum())
-            tok, ok = _rrs_verify(p, q, drafts, rng)
-            seq.append(tok)
-            positions += 1
-            if not ok:
-                break
-            hits += 1
-            k += 1
-        else:
-            # every draft position accepted: the same target call yields a bonus token
-            p = s_p(next_token_logits(target, seq)[-1], name="target logits")
-            seq.append(int(rng.choice(len(p), p=p / p.sum())))
-        accepted.append(k)
-        if progress is not None:
-            progress(len(seq) - start)
-    gen = np.asarray(seq[start:], dtype=np.int64)
-    acc = np.asarray(accepted, dtype=np.int64)
+    p = decode_model(target, s_p, kv_cache=kv_cache)
+    q = p if draft is target and s_q == s_p else decode_model(draft, s_q, kv_cache=kv_cache)
+    tree = Tree.branching((n,) * gamma, "iid")
+    res = decode(p, q, tree, TokenLevel("rrs", "iid", merge=False), max_new_tokens,
+                 np.random.default_rng(seed), context=seq, progress=progress)
+    acc = res.accepted
+    positions = int(np.minimum(acc + 1, gamma).sum())
     return DecodeStats(
-        tokens=gen,
-        blocks=len(acc),
+        tokens=res.tokens,
+        blocks=res.calls,
         accepted=acc,
-        block_efficiency=float(len(gen) / max(len(acc), 1)),
-        acceptance=float(hits / max(positions, 1)),
+        block_efficiency=res.tokens_per_call,
+        acceptance=float(acc.sum() / max(positions, 1)),
     )
 
 

@@ -25,6 +25,7 @@ from .acceptance import (
     lossless_gap,
 )
 from .bounds import BlockBound, BoundCertificate, BoundCheck, BoundKind, BoundStatus, block_bound, check_bound
+from .decode import DecodeResult, decode
 from .drafts import Chain, Chains, Tree
 from .efficiency import (
     MAX_TREE_NODES,
@@ -55,6 +56,7 @@ __all__ = [
     "Cached",
     "Chain",
     "Chains",
+    "DecodeResult",
     "Markov",
     "Model",
     "Simulation",
@@ -69,6 +71,7 @@ __all__ = [
     "block_verifier_names",
     "check_bound",
     "constant_alpha_efficiency",
+    "decode",
     "expected_accepted",
     "lossless_gap",
     "random_pair",
