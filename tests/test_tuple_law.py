@@ -144,3 +144,25 @@ def test_default_tuple_law_names_the_rule():
 
     with pytest.raises(NotImplementedError, match="dummy"):
         Dummy().tuple_law([1.0], [1.0], [0])
+
+
+def test_optimal_tuple_law_finite_for_unmeasurable_draft() -> None:
+    """Regression (issue 17 guard): a drafted token with q = 1e-300 beside 1 has a layout slot
+    narrower than float spacing; selection_probs divided by its zero width and returned NaN.
+    Reference: float enumeration of the tuple law must reproduce accepted_mass (closed form)."""
+    from spectheory.schemes import IID
+    from spectheory.verifiers.optimal import Optimal
+
+    p = np.array([0.3, 0.5, 0.2])
+    q = np.array([1e-300, 1.0 - 1e-300, 0.0])
+    q[2] = 1e-300
+    q = q / q.sum()
+    rule = Optimal("iid")
+    tuples, probs = IID(q, 2).enumerate()
+    acc = np.zeros(3)
+    for t, w in zip(tuples, probs, strict=True):
+        a, r = rule.tuple_law(p, q, t)
+        assert np.all(np.isfinite(a)) and np.all(np.isfinite(r)), t
+        assert abs(a.sum() + r.sum() - 1.0) < 1e-12
+        acc += w * a
+    np.testing.assert_allclose(acc, rule.accepted_mass(p, q, 2), rtol=0, atol=1e-12)

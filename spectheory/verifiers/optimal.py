@@ -619,24 +619,43 @@ class LayoutRule(_RuleBase):
             s, e, m = self.piece_start[a:b], self.piece_end[a:b], self.piece_mass[a:b]
             keep = (e > s) & (m > 0)
             segs.append((s[keep], e[keep], m[keep] / (e[keep] - s[keep])))
+        # A token whose pieces vanished in floating point (q far below the resolution of its
+        # position) sits below every other draft in the sampler (:meth:`positions` gives it -1):
+        # it is selected with probability 0, or, when every draft is such a token, the first
+        # draft is (``argmax`` of equal positions).
+        live = np.array([float(np.sum(h * (e - s))) > 0 for s, e, h in segs])
+        if not live.all():
+            out = np.zeros(self.n)
+            if not live.any():
+                out[0] = 1.0
+                return out
+            idx = np.flatnonzero(live)
+            sub = self._selection_live([segs[i] for i in idx])
+            out[idx] = sub
+            return out
+        return self._selection_live(segs)
+
+    def _selection_live(self, segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """:meth:`selection_probs` for drafts whose position laws all have positive mass."""
+        n = len(segs)
         pts = np.unique(np.concatenate([np.concatenate(s[:2]) for s in segs]))
         a, b = pts[:-1], pts[1:]
         keep = b > a
         a, b = a[keep], b[keep]
-        x, w = np.polynomial.legendre.leggauss(max(self.n, 1))
+        x, w = np.polynomial.legendre.leggauss(max(n, 1))
         half = 0.5 * (b - a)
         t = half[:, None] * x[None, :] + 0.5 * (a + b)[:, None]  # (M, nodes)
         mid = 0.5 * (a + b)
-        dens = np.empty((self.n, len(a)))
-        cdf = np.empty((self.n, *t.shape))
+        dens = np.empty((n, len(a)))
+        cdf = np.empty((n, *t.shape))
         for j, (s, e, h) in enumerate(segs):
             total = float(np.sum(h * (e - s)))
             inside = (s[None, :] <= mid[:, None]) & (e[None, :] >= mid[:, None])  # (M, pieces)
             dens[j] = (inside * h[None, :]).sum(axis=1) / total
             below = np.clip(np.minimum(e, t[..., None]) - s, 0.0, None)  # (M, nodes, pieces)
             cdf[j] = (below * h).sum(axis=-1) / total
-        out = np.zeros(self.n)
-        for j in range(self.n):
+        out = np.zeros(n)
+        for j in range(n):
             others = np.prod(np.delete(cdf, j, axis=0), axis=0)  # (M, nodes)
             out[j] = float(np.sum(dens[j] * half * (others @ w)))
         return out
