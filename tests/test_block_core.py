@@ -16,12 +16,7 @@ from spectheory import blocks
 from spectheory.blocks import Chain, Chains, Markov, Tabular, Tree, block_acceptance
 from spectheory.blocks.problem import BlockProblem
 from spectheory.blocks.verify import TokenLevel
-from spectheory.verifiers import base as vbase
-
-HAS_TUPLE_LAW = hasattr(vbase.Verifier, "tuple_law")
-needs_tuple_law = pytest.mark.skipif(
-    not HAS_TUPLE_LAW, reason="Verifier.tuple_law (issue 17 helper) not merged yet"
-)
+from spectheory.verifiers.optimal import Optimal
 
 
 # ---------------------------------------------------------------------- structures
@@ -112,7 +107,6 @@ def test_too_many_realisations_is_a_clear_error() -> None:
 
 
 # ---------------------------------------------------------------------- token-level rules
-@needs_tuple_law
 def test_sd_chain_by_hand() -> None:
     """Context-free p, q: SD accepts each position with 1 - TV = sum min(p, q) = 1/4+1/4+1/6 = 2/3,
     so E[accepted] over a chain of 2 is 2/3 + (2/3)^2 = 10/9 exactly."""
@@ -125,7 +119,6 @@ def test_sd_chain_by_hand() -> None:
     assert r.stderr == 0 and r.method == "exact"
 
 
-@needs_tuple_law
 @pytest.mark.parametrize(
     ("rule", "n", "scheme"),
     [("sd", 1, "iid"), ("rrs", 2, "iid"), ("kseq", 2, "iid"), ("rrs_wor", 2, "wor"),
@@ -139,11 +132,11 @@ def test_token_level_matches_the_accepted_mass_recursion(rule: str, n: int, sche
         target, draft = blocks.random_pair(3, 3, rng)
         tree = Tree.branching((n,) * 2, scheme)
         got = block_acceptance(target, draft, tree, TokenLevel(rule, scheme, merge=False)).mean
-        want = blocks.tree_efficiency(target, draft, rule, n, 2) - 1.0
+        tok = Optimal(scheme) if rule == "optimal" else rule  # tree_efficiency's default is iid
+        want = blocks.tree_efficiency(target, draft, tok, n, 2) - 1.0
         assert got == pytest.approx(want, abs=1e-12)
 
 
-@needs_tuple_law
 @pytest.mark.parametrize("rule", ["sd", "rrs", "rrs_wor", "kseq", "optimal", "greedy"])
 def test_token_level_rules_are_lossless_exactly(rule: str) -> None:
     """Exact enumeration of the output law on Fraction models: the law of the first gamma + 1
@@ -165,7 +158,6 @@ def test_token_level_rules_are_lossless_exactly(rule: str) -> None:
                 assert gap < 1e-12
 
 
-@needs_tuple_law
 def test_merging_shared_prefixes_helps_chains() -> None:
     """SpecTr's merge: two i.i.d. chains that agree on the first token both offer their second
     token. On a context-free pair the merged descent accepts at least as much as following one
