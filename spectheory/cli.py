@@ -453,21 +453,29 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
         _print(console, f"  {kind:<10} {path}")
 
 
+def _short_structure(label: str) -> str:
+    if label.startswith("Chain(gamma="):
+        return "chain " + label[len("Chain(gamma="):].rstrip(")")
+    return (label.replace("Tree.branching((", "tree (").replace("), 'wor')", ") wor")
+            .replace(", ", ","))
+
+
 def _block_table(console: Any, res: Any) -> None:
     rows = getattr(res, "blocks", None)
     if not rows:
         return
     r0 = next((r for r in rows if "contexts" in r), None)
     title = ("Block level: accepted draft tokens per target call (Monte Carlo"
-             + (f" over {r0['contexts']} contexts, {r0['samples']} draws, "
-                f"{round(100 * r0['level'])}% interval)" if r0 else ")"))
+             + (f", {r0['contexts']} contexts, {r0['samples']} draws, "
+                f"{round(100 * r0['level'])}% CI)" if r0 else ")"))
     head = ["structure", "verifier", "accepted/call", "interval", "tokens/call"]
     body = []
     for r in rows:
         if "error" in r:
-            body.append([r["structure"], r["verifier"], "n/a", r["error"][:60], "n/a"])
+            body.append([_short_structure(r["structure"]), r["verifier"], "n/a",
+                         r["error"][:60], "n/a"])
         else:
-            body.append([r["structure"], r["verifier"], _fmt(r["mean"], 3),
+            body.append([_short_structure(r["structure"]), r["verifier"], _fmt(r["mean"], 3),
                          f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]",
                          _fmt(r["tokens_per_call"], 3)])
     try:

@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_SCHEMES",
     "Analysis",
     "analyze",
+    "block_level",
     "chain_efficiency",
 ]
 
@@ -117,6 +118,8 @@ class Analysis:
         What was skipped or capped and why.
     meta
         Provenance (models, text, knobs, sizes, timings).
+    blocks
+        Block-level rows of :func:`block_level` (empty when not computed).
     """
 
     ns: tuple[int, ...]
@@ -130,6 +133,7 @@ class Analysis:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def positions(self) -> int:
@@ -185,6 +189,7 @@ class Analysis:
                      "schemes": list(self.schemes), "gamma": self.gamma},
             "summary": [{k: clean(v) for k, v in r.items()} for r in self.rows()],
             "per_position": per,
+            "blocks": [{k: clean(v) for k, v in r.items()} for r in self.blocks],
             "notes": list(self.notes),
         }
 
@@ -392,3 +397,103 @@ def analyze(
 def _short(exc: Exception, limit: int = 140) -> str:
     msg = str(exc)
     return msg if len(msg) <= limit else msg[:limit] + "..."
+
+
+# ----------------------------------------------------------------------------- block level
+#: Block-level cases of the report: (structure label, verifier). ``gamma`` is filled in.
+BLOCK_CASES: tuple[tuple[str, str], ...] = (("chain", "sd"), ("chain", "block"),
+                                            ("tree", "rrs_wor"))
+#: Tree of the report's block-level section: two drafts without replacement at depths 1 and 2.
+BLOCK_TREE_KS: tuple[int, ...] = (2, 2)
+
+
+def block_level(
+    target: Any,
+    draft: Any,
+    contexts: Sequence[Sequence[int]],
+    *,
+    gamma: int = 3,
+    samples: int = 2,
+    seed: int = 0,
+    level: float = 0.99,
+    cases: Sequence[tuple[str, str]] = BLOCK_CASES,
+    progress: Callable[[Any], None] | None = None,
+) -> list[dict[str, Any]]:
+    r"""Accepted draft tokens per target call, block level, averaged over contexts.
+
+    For every case (``("chain", rule)``: :class:`~spectheory.blocks.Chain` ``(gamma)``;
+    ``("tree", rule)``: ``Tree.branching(BLOCK_TREE_KS, "wor")``) and every context,
+    :func:`spectheory.blocks.block_acceptance` with ``method="mc"`` and ``samples`` draws runs the
+    rule on realised drafts. The reported ``mean`` is the average over the contexts of the
+    per-context means (each an unbiased estimate), with standard error
+    :math:`\sqrt{\sum_k \mathrm{se}_k^2} / K` and a normal interval at ``level``. Unlike the
+    per-position tables, the accepted tokens here are drawn from the models (the block's later
+    positions are conditioned on drafted tokens, not on the text).
+
+    Parameters
+    ----------
+    target, draft
+        Conditional models ``context -> (V,)`` (:mod:`spectheory.blocks.real` wrappers).
+    contexts
+        The contexts (e.g. the prefixes of the analysed text ending at each analysed position).
+    gamma, samples, seed, level
+        Chain length, Monte Carlo draws per context (>= 2), seed, confidence level.
+    cases
+        ``(structure, verifier)`` pairs.
+    progress
+        Called after every (case, context).
+
+    Returns
+    -------
+    list of dict
+        One row per case: ``structure``, ``verifier``, ``mean`` (accepted draft tokens per call),
+        ``tokens_per_call``, ``stderr``, ``low``, ``high`` (interval of ``mean``), ``level``,
+        ``contexts``, ``samples`` (total draws), ``seconds``, or ``error`` when the rule does not
+        apply or is not available.
+    """
+    import time
+
+    from .blocks import Chain, Tree, block_acceptance
+    from .verifiers.base import z_value
+
+    gamma = check_n(gamma, "gamma")
+    samples = check_n(samples, "samples")
+    if samples < 2:
+        raise SpecTheoryInputError(f"argument 'samples': need at least 2, got {samples}")
+    ctxs = [tuple(int(t) for t in c) for c in contexts]
+    if not ctxs:
+        raise SpecTheoryInputError("argument 'contexts': no contexts")
+    z = z_value(level)
+    rows: list[dict[str, Any]] = []
+    for ci, (kind, rule) in enumerate(cases):
+        if kind == "chain":
+            drafts: Any = Chain(gamma)
+        elif kind == "tree":
+            drafts = Tree.branching(BLOCK_TREE_KS, "wor")
+        else:
+            raise SpecTheoryInputError(f"argument 'cases': unknown structure {kind!r}")
+        label = (f"Chain(gamma={gamma})" if kind == "chain"
+                 else f"Tree.branching({BLOCK_TREE_KS}, 'wor')")
+        row: dict[str, Any] = {"structure": label, "verifier": rule}
+        t0 = time.perf_counter()
+        means, var = [], 0.0
+        try:
+            for k, ctx in enumerate(ctxs):
+                r = block_acceptance(target, draft, drafts, rule, context=ctx, method="mc",
+                                     samples=samples, seed=seed + 7919 * ci + k, level=level)
+                means.append(r.mean)
+                var += r.stderr**2
+                if progress is not None:
+                    progress(None)
+        except (ValueError, ImportError) as exc:
+            row["error"] = _short(exc)
+            rows.append(row)
+            continue
+        mean = float(np.mean(means))
+        se = math.sqrt(var) / len(means)
+        row.update({"mean": mean, "tokens_per_call": mean + 1.0, "stderr": se,
+                    "low": mean - z * se, "high": mean + z * se, "level": level,
+                    "contexts": len(means), "samples": samples * len(means),
+                    "seconds": round(time.perf_counter() - t0, 2)})
+        rows.append(row)
+    return rows

@@ -199,6 +199,15 @@ def test_analyze_default_pair_end_to_end(tmp_path: Path) -> None:
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["meta"]["V"] == 49_152 and rep["meta"]["positions"] == 6
     assert (tmp_path / "alpha_vs_n.png").is_file()
+    # block level: chain (gamma 3) with sd and block, one tree with rrs_wor, over the 6 contexts
+    blocks = {(b["structure"], b["verifier"]): b for b in rep["blocks"]}
+    assert set(blocks) == {("Chain(gamma=3)", "sd"), ("Chain(gamma=3)", "block"),
+                           ("Tree.branching((2, 2), 'wor')", "rrs_wor")}
+    for b in blocks.values():
+        assert b["contexts"] == 6 and b["samples"] == 12
+        assert 0 <= b["mean"] <= (3 if b["structure"].startswith("Chain") else 2)
+        assert b["low"] <= b["mean"] <= b["high"] and b["tokens_per_call"] == b["mean"] + 1
+    assert "Block level" in r.stdout
 
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
