@@ -351,6 +351,9 @@ def _model_pair(args: argparse.Namespace, con: Any) -> tuple[np.ndarray, np.ndar
         desc = str(args.draft)
     sampling = Sampling(args.temperature)
     prompt = tok.encode(models.builtin_text())[:32]
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
     with cli._status(con, f"sampling a {args.max_tokens}-token continuation from the target"):
         g = torch.Generator().manual_seed(args.seed)
         ids = list(prompt)
