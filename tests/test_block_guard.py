@@ -162,3 +162,13 @@ def test_every_block_rule_against_exact_arithmetic(rule: str) -> None:
                     assert r.mean <= b.value + 1e-9, (rule, s, fams, r.mean, b.value)
             checked += 1
     assert checked > 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_worst():
+    """Print the worst float-vs-exact error per rule (``pytest -s``; docs/testing.md quotes it)."""
+    yield
+    if WORST:
+        print("\nblock guard, worst |float - exact| of the mean per rule:")
+        for k, v in sorted(WORST.items()):
+            print(f"  {k:<12} {v:.2e}")

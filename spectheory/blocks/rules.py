@@ -44,6 +44,15 @@ def _pos(a: np.ndarray) -> np.ndarray:
     return np.maximum(a, 0 * a[0]) if a.dtype == object else np.maximum(a, 0.0)
 
 
+def _ratio(num: Any, den: Any, one: Any) -> Any:
+    r""":math:`\min(\text{num}/\text{den}, 1)`, with a drafted token whose draft mass underflowed
+    to 0 in floats treated as the limit (1 when ``num > 0``, else 0) instead of NaN. In exact
+    arithmetic ``den > 0`` for every drafted token."""
+    if den > 0:
+        return min(num / den, one)
+    return one if num > 0 else 0 * one
+
+
 def _f64(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float64) if a.dtype == object else a
 
@@ -70,7 +79,7 @@ def _bv_weights(
     w = [one]
     for i in range(g):
         x = xs[i]
-        w.append(min(w[i] * ps[i][x] / qs[i][x], one))
+        w.append(_ratio(w[i] * ps[i][x], qs[i][x], one))
     h: list[Any] = [None] * (g + 1)
     res: list[np.ndarray] = [None] * (g + 1)  # type: ignore[list-item]
     mass: list[Any] = [None] * (g + 1)
@@ -306,7 +315,12 @@ class MultiPath(BlockVerifier):
                 skew = 0 * q
                 for m, pm in mdist.items():
                     n = m * k
-                    skew = skew + pm * ((F + q) ** n - F ** n)
+                    # (F + q)^n - F^n as q * sum_j (F + q)^j F^(n-1-j): no cancellation when
+                    # q is tiny beside F (the difference of powers underflowed to 0)
+                    G = F + q
+                    skew = skew + pm * q * sum(
+                        (G**j * F ** (n - 1 - j) for j in range(n)), start=0 * q
+                    )
                 new: dict[int, Any] = {}
                 for m, pm in mdist.items():
                     n = m * k
@@ -422,7 +436,7 @@ class TraversalVerification(BlockVerifier):
                 s = problem.q(path)
                 for c in tree.children[v]:
                     x = tokens[c]
-                    wc = min(w * t[x] / s[x], one)
+                    wc = _ratio(w * t[x], s[x], one)
                     reach = sub(c, (*path, x), wc, reach)
                     if reach == 0:
                         return reach
@@ -448,7 +462,7 @@ class TraversalVerification(BlockVerifier):
                 s = _f64(problem.q(path))
                 for c in tree.children[v]:
                     x = tokens[c]
-                    got = run(c, (*path, x), min(w * t[x] / s[x], 1.0))
+                    got = run(c, (*path, x), _ratio(w * t[x], s[x], 1.0))
                     if got is not None:
                         return got
                     w, t, s = self._update(w, t, s, x, 1.0, wor)

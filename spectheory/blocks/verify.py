@@ -246,6 +246,7 @@ BLOCK_RULES: dict[str, type[BlockVerifier]] = {}
 def block_verifier_names() -> list[str]:
     """Every name ``verifier=`` accepts: block-level rules and token-level rules."""
     from .. import verifiers
+    from . import rules  # noqa: F401  (registers the block-level rules)
 
     return sorted(set(BLOCK_RULES) | set(verifiers.names()))
 
