@@ -591,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_engine_parser(sub)
     add_tree_parser(sub)
+    from .audit.cli import add_audit_parser
+
+    add_audit_parser(sub)
     return ap
 
 
