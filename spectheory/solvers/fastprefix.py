@@ -62,6 +62,10 @@ __all__ = [
 #: Below this vocabulary size the plain full sort is as fast as the bucketed path; use it.
 FAST_MIN_V: int = 2048
 
+#: Candidate sets at least this large are checked for buckets of a single ratio (tie groups),
+#: which need no sort.
+TIE_CHECK_MIN: int = 1024
+
 #: Largest float32 (the lower bound of the bucket that holds ``+inf``).
 _FLT_MAX: float = float(np.finfo(np.float32).max)
 
@@ -257,9 +261,22 @@ def prefix_iid_fast(
     extra = np.zeros(0, dtype=np.intp)
     n_cand = 0
     ncb = int(np.count_nonzero(cand))
+    idx = np.zeros(0, dtype=np.intp)
     if ncb:
         idx = np.flatnonzero(cand.ravel()[gkey])
         n_cand = idx.size
+        if idx.size >= TIE_CHECK_MIN:
+            # Buckets whose tokens all share one float64 ratio (ties: flat or quantised rows)
+            # need no sort: inside a tie group f is concave, its minimum sits at the group's
+            # ends, which are bucket boundaries (already in `best`).
+            g0 = gkey[idx]
+            r0 = _ratio(pf[idx], qf[idx])
+            rep = np.empty(B * M)
+            rep[g0] = r0
+            diff = np.bincount(g0, weights=(r0 != rep[g0]), minlength=B * M)
+            idx = idx[diff[g0] > 0]
+            n_cand = idx.size
+    if idx.size:
         g = gkey[idx]
         pc = pf[idx]
         qc = qf[idx]

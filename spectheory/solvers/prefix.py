@@ -27,6 +27,9 @@ __all__ = ["prefix_iid", "prefix_order", "solve_prefix"]
 
 #: Largest V for the O(V^2) n = 3 without-replacement chain.
 WOR3_MAX_V = 4096
+#: Without replacement: rows whose draft has at most this many positive entries (top-k / top-p
+#: truncated or underflowed low-temperature drafts) run the reference chain on those entries only.
+WOR_SMALL_SUPPORT = 2048
 
 
 def prefix_order(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -82,7 +85,15 @@ def _prefix_wor(
     bound = 0.0
     nodes = 0
     fast_rows = 0
+    support_rows = 0
     for b in range(B):
+        sm = _wor_small_support(p[b], q[b], n)
+        if sm is not None:
+            value[b], mask[b], err, used = sm
+            bound = max(bound, err)
+            nodes += used
+            support_rows += 1
+            continue
         fr = wor_prefix_fast(p[b], q[b], n)
         if fr is not None:
             value[b] = fr.value
@@ -104,7 +115,41 @@ def _prefix_wor(
         info["error_bound"] = bound
         info["quad_nodes"] = nodes
         info["fast_rows"] = fast_rows
+        info["support_rows"] = support_rows
     return value, mask
+
+
+def _wor_small_support(
+    p: np.ndarray, q: np.ndarray, n: int
+) -> tuple[float, np.ndarray, float, int] | None:
+    r"""The reference chain on the positive entries of ``q`` only, when there are at most
+    ``WOR_SMALL_SUPPORT`` of them and fewer than ``V`` (else ``None``).
+
+    Tokens with :math:`q = 0` come last in the stable ratio order (ratio :math:`+\infty`) and
+    leave :math:`Q` unchanged while :math:`P` grows, so no prefix reaching into them beats the
+    prefix of all positive-:math:`q` tokens; the chain over the positive tokens (sorted by their
+    float64 ratio, stably: the reference order restricted to them) is the reference chain.
+    Rows where some positive-:math:`q` ratio overflows to :math:`+\infty` (tied with the zeros in
+    the reference order) are left to the caller. Cost :math:`O(V + K\log K + nKN)` for
+    :math:`K` positive entries. Returns ``(value, mask, error bound, nodes)``.
+    """
+    from .wor import wor_chain
+
+    V = p.size
+    pos = np.flatnonzero(q > 0)
+    if pos.size > WOR_SMALL_SUPPORT or pos.size >= V:
+        return None
+    with np.errstate(over="ignore"):
+        r = p[pos] / q[pos]
+    if not bool(np.all(np.isfinite(r))):
+        return None
+    o = pos[np.argsort(r, kind="stable")]
+    ch = wor_chain(q[o], n)
+    f = np.concatenate([[1.0], 1.0 + np.cumsum(p[o]) - ch.Q])
+    k = int(np.argmin(f))
+    mask = np.zeros(V, dtype=bool)
+    mask[o[:k]] = True
+    return float(f[k]), mask, float(np.max(ch.error, initial=0.0)), ch.nodes
 
 
 def _greedy(p: np.ndarray, scheme: Greedy | Hub) -> tuple[np.ndarray, np.ndarray]:

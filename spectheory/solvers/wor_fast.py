@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .fastprefix import _bucket_lower
-from .wor import WOR_RHO_MIN, WOR_T_LO, WOR_TAIL_TOL, _tail
+from .wor import WOR_RHO_MIN, WOR_T_LO, WOR_TAIL_TOL
 
 __all__ = [
     "WOR_FAST_MIN_V",
@@ -81,6 +81,28 @@ WOR_FAST_STEP: float = 1.0
 WOR_FAST_MIN_STEP: float = 0.03
 #: Largest integration range handled in plain floating point (beyond it: reference evaluator).
 WOR_FAST_T_MAX: float = 600.0
+#: Peaked drafts (mass outside the top ``n - 1`` tokens below ``WOR_RHO_MIN``, or an integration
+#: range beyond ``WOR_FAST_T_MAX``) use the *ring form* (docs section 7.10): nodes equispaced in
+#: :math:`\log t` up to this range (beyond it: reference evaluator) ...
+WOR_FAST_RING_T_MAX: float = 1e250
+#: ... and at most this many exactly multiplied tokens (a sequential recurrence over them).
+#: Ring form: candidate buckets must be able to beat the best boundary by more than this (it is
+#: added to the error bound: the value is then within it of the minimum).
+WOR_FAST_RING_SLACK: float = 1e-12
+WOR_FAST_RING_MAX_BIG: int = 4096
+#: Ring form: largest :math:`q(\text{run})\,T` of a candidate run (its tokens' polynomial is
+#: formed in the plain form; beyond it: reference evaluator).
+WOR_FAST_RING_RUN_X: float = 600.0
+#: Rows with more candidate tokens than this (and V / 8) drop the candidate buckets that cannot
+#: beat the best boundary by more than ``WOR_FAST_LEVEL_SLACK`` (added to the error bound).
+WOR_FAST_LEVEL_MIN: int = 4096
+WOR_FAST_LEVEL_SLACK: float = 1e-13
+#: Rows (V at least WOR_FAST_ADAPT_MIN_V, n >= 3) whose ratios occupy fewer than
+#: ``WOR_FAST_ADAPT_MIN_OCC`` buckets are re-keyed with ``WOR_FAST_ADAPT_BUCKETS`` buckets spread
+#: over the occupied range of float32 ratio patterns.
+WOR_FAST_ADAPT_MIN_V: int = 8192
+WOR_FAST_ADAPT_MIN_OCC: int = 24
+WOR_FAST_ADAPT_BUCKETS: int = 256
 #: Largest number of exactly-multiplied ("big") tokens (beyond it: reference evaluator).
 WOR_FAST_MAX_BIG: int = 20000
 #: Candidate buckets with at least this many tokens are split by a finer key first (n >= 3).
@@ -92,6 +114,10 @@ WOR_FAST_SUB_BITS: int = 3
 #: the tokens evaluated one by one up to 16x on the benchmark's instances but not the time (the runs'
 #: boundary polynomials cost as much as the tokens they save; measured under load), so off.
 WOR_FAST_SUB_LEVELS: int = 1
+#: Candidate runs with at least this many tokens and at most a quarter as many distinct ratios
+#: are split into their tie groups, evaluated only at the groups' ends (the chain value is concave
+#: inside a tie group).
+WOR_FAST_TIE_MIN: int = 64
 #: Surviving runs with at least this many tokens are split again (levels below the second).
 WOR_FAST_SUB_MIN_DEEP: int = 64
 #: ``n = 3``: evaluate :math:`G_2` in closed form (pair sums through moments, section 7.7)
@@ -221,6 +247,33 @@ def _poly_cum(c: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _poly_ring(q: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
+    r"""Coefficients (``m = 0..n-1``) of :math:`\prod_{i \le k}(a_i + z b_i)`, :math:`a_i =
+    e^{-q_i t}`, :math:`b_i = 1 - a_i` (the probability that exactly ``m`` of the first ``k``
+    tokens have rung by time ``t``), for every prefix ``k = 0..E``; shape ``(n, E + 1, N)``.
+
+    The ring form of :func:`_poly_cum` (section 7.10): every coefficient lies in [0, 1] and the
+    recurrence :math:`e_m^{(k)} = a_k e_m^{(k-1)} + b_k e_{m-1}^{(k-1)}` adds positive terms only,
+    so there is neither overflow nor cancellation however large :math:`q_i t` is.
+    """
+    E, N = q.size, t.size
+    x = q[:, None] * t[None, :]
+    a = np.exp(-x)
+    b = -np.expm1(-x)
+    Y = np.zeros((n, E + 1, N))
+    Y[0, 0] = 1.0
+    for k in range(E):
+        np.multiply(a[k], Y[:, k], out=Y[:, k + 1])
+        Y[1:, k + 1] += b[k] * Y[:-1, k]
+    return Y
+
+
+def _t_jac_log(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ring form: nodes :math:`t = e^s` and :math:`dt/ds = t` (any range of scales)."""
+    t = np.exp(s)
+    return t, t
+
+
 #: OpenBLAS runs a GEMM single-threaded when m * n * k is at most this (its SMP threshold).
 _GEMM_1THREAD: int = 65536 * 4
 
@@ -260,8 +313,15 @@ def _sub_buckets(
     q1: float,
     q2: float,
     t: np.ndarray,
+    ties: bool = False,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     r"""Second-level buckets inside one candidate bucket (tokens in chain order, all ``q > 0``).
+
+    With ``ties``, the runs are the groups of equal float64 ratio instead (one group is enough):
+    inside a tie group :math:`P` is linear and :math:`Q` convex in the cumulative mass, so the
+    chain value is concave there and its minimum over the group sits at the group's ends (the
+    caller evaluates no token inside).
 
     A finer key (``WOR_FAST_SUB_BITS`` more mantissa bits) splits the bucket into contiguous runs;
     their ends are chain points. Returns ``(ends, lower, prod, factor)``: the last position of
@@ -270,27 +330,32 @@ def _sub_buckets(
     as at the first level) and the relative-error majorant factor
     :math:`(1 + P_1)e^{\gamma' P_1}` ``(runs, N)``; ``None`` if the finer key does not split.
     """
-    mf = min(23, m_bits + WOR_FAST_SUB_BITS)
-    Mf = 1 << (8 + mf)
-    bits = rr.astype(np.float32).view(np.uint32) >> np.uint32(23 - mf)
-    kf = (bits & np.uint32(Mf - 1)).astype(np.intp)
-    new = np.empty(kf.size, dtype=bool)
+    new = np.empty(rr.size, dtype=bool)
     new[0] = True
-    np.not_equal(kf[1:], kf[:-1], out=new[1:])
-    heads = np.flatnonzero(new)
-    if heads.size < 2:
-        return None
+    if ties:
+        np.not_equal(rr[1:], rr[:-1], out=new[1:])
+        heads = np.flatnonzero(new)
+        lower = rr[heads]
+    else:
+        mf = min(23, m_bits + WOR_FAST_SUB_BITS)
+        Mf = 1 << (8 + mf)
+        bits = rr.astype(np.float32).view(np.uint32) >> np.uint32(23 - mf)
+        kf = (bits & np.uint32(Mf - 1)).astype(np.intp)
+        np.not_equal(kf[1:], kf[:-1], out=new[1:])
+        heads = np.flatnonzero(new)
+        if heads.size < 2:
+            return None
+        lower = _bucket_lower(mf)[kf[heads]]
     sid = np.cumsum(new) - 1
     Bs = heads.size
-    ends = np.concatenate([heads[1:] - 1, [kf.size - 1]])
-    lower = _bucket_lower(mf)[kf[heads]]
+    ends = np.concatenate([heads[1:] - 1, [rr.size - 1]])
     A = _taylor_table(n)
     tiers: list[tuple[np.ndarray, np.ndarray, float]] = []
     for sel, X in ((qr < q1, WOR_TIER1_X), ((qr >= q1) & (qr < q2), WOR_TIER2_X)):
         if not bool(np.any(sel)):
             continue
         K, tau = _taylor_degree(X, n)
-        w = qr[sel]
+        w = qr[sel] * scale
         ss = sid[sel]
         cur = w.copy()
         Mb = np.empty((Bs, K))
@@ -301,7 +366,7 @@ def _sub_buckets(
         tiers.append((np.cumsum(Mb, axis=0), A[:, 1 : K + 1].T.copy(), tau))
     bigm = qr >= q2
     big_cnt = np.searchsorted(np.flatnonzero(bigm), ends, side="right")
-    sb = _Boundary(n, tiers, qr[bigm], big_cnt)
+    sb = _Boundary(n, tiers, qr[bigm], big_cnt, tscale=1.0 / scale)
     Bc, S, P1 = sb.coeffs(t)
     return ends, lower, _poly_mul(Bc, S, n), (1.0 + P1) * np.exp(sb.gamma * P1)
 
@@ -359,9 +424,17 @@ class _Boundary:
         tiers: list[tuple[np.ndarray, np.ndarray, float]],
         big_q: np.ndarray,
         big_cnt: np.ndarray,
+        rate: np.ndarray | None = None,
+        tscale: float = 1.0,
     ) -> None:
         # tiers: (Mcum (B, K) cumulative moments M_1..M_K, Taylor table (K, n-1), tau)
+        # rate: ring form (section 7.10): per boundary, the mass that is not a big token of the
+        # set (outside mass + small tokens of the set); the big tokens' polynomial is then
+        # prod (a_i + z b_i), a_i = exp(-q_i t), b_i = 1 - a_i, and the weight exp(-rate t).
         self.n = n
+        self.rate = rate
+        # moments are of (q_i * scale), a power of two (ring form: scale ~ T keeps t^k finite)
+        self.tscale = tscale
         # all tiers in one table: P_j / j at a boundary = Mcum @ (t^k a_jk / j)
         self.Mcum = np.concatenate([tr[0] for tr in tiers], axis=1) if tiers else np.zeros((big_cnt.size, 0))
         self.kpow = (
@@ -390,7 +463,7 @@ class _Boundary:
         B = big_cnt.size
         K = self.kpow.size
         if K:
-            tk = t[None, :] ** self.kpow[:, None]  # (K, N)
+            tk = (t * self.tscale)[None, :] ** self.kpow[:, None]  # (K, N)
             C = (self.stable[:, :, None] * tk[:, None, :]).reshape(K, (n - 1) * N)
             # (-1)^{j+1} j P_j/j = (-1)^{j+1} sum_k a_jk t^k M_k, as a (n - 1, B, N) view
             sjL = _matmul_1thread(Mcum, C).reshape(B, n - 1, N).transpose(1, 0, 2)
@@ -402,7 +475,9 @@ class _Boundary:
         for m in range(1, n):
             S[m] = np.einsum("jbn,jbn->bn", sjL[:m], S[m - 1 :: -1][:m]) / m
         E_need = int(big_cnt.max(initial=0))  # big tokens beyond the last row are not needed
-        if E_need:
+        if E_need and self.rate is not None:
+            Bc = _poly_ring(self.big_q[:E_need], t, n)[:, big_cnt, :]
+        elif E_need:
             c = np.zeros((1 + E_need, N))
             np.expm1(self.big_q[:E_need, None] * t[None, :], out=c[1:])
             Y = _poly_cum(c, n)  # (n, 1 + E_need, N)
@@ -425,10 +500,15 @@ class _Boundary:
         Bc, S, P1 = self.coeffs(t, rows)
         if cache is not None:
             cache.append((Bc, S, rows))
-        w = (jac * np.exp(-t))[None, :]
+        if self.rate is None:
+            w = (jac * np.exp(-t))[None, :]
+        else:
+            rate = self.rate if rows is None else self.rate[rows]
+            w = jac[None, :] * np.exp(-rate[:, None] * t[None, :])
         val = w * _sum_deg2(Bc, S, self.n)
         # Error majorant (docs section 7.3): Sum_{m<n}[z^m](B*S) * exp(gamma' * P1) * (1 + P1).
         tot = w * np.sum(Bc * np.cumsum(S, axis=0)[::-1], axis=0)
+        self.last_tot = tot  # all degrees (ring form: the base's relative factor, section 7.10)
         return val, tot * np.exp(self.gamma * P1) * (1.0 + P1)
 
 
@@ -858,6 +938,19 @@ def _token_values(
     return 1.0 + Pk - Qk, ek
 
 
+def _tail_log(m: int, rho: float, K: int, T: float) -> float:
+    r"""The bound of :func:`.wor._tail`, :math:`\min(\Gamma(m+1,\rho T)/(m!\,\rho^{m+1}),\;
+    K^m e^{-\rho T}/(m!\,\rho))`, evaluated in logarithms (no underflow of :math:`\rho^{m+1}`
+    for the tiny :math:`\rho` of peaked drafts)."""
+    from scipy.special import gammaincc
+
+    g = float(gammaincc(m + 1, rho * T))
+    lg = (math.log(g) if g > 0.0 else -math.inf) - (m + 1) * math.log(rho)
+    lk = m * math.log(max(K, 1)) - math.lgamma(m + 1) - rho * T - math.log(rho)
+    x = min(lg, lk)
+    return math.exp(x) if x < 700 else math.inf
+
+
 def _tail_start(levels: list[int], rho: np.ndarray) -> np.ndarray:
     r"""Where the right-tail bound :math:`\Gamma(m+1, \rho_m T)/(m!\,\rho_m^{m+1})` reaches
     ``WOR_TAIL_TOL``: :math:`T = Q^{-1}(m+1, \mathrm{tol}\,\rho_m^{m+1})/\rho_m` (inverse regularised
@@ -883,7 +976,8 @@ def _quad_error(change: np.ndarray, value: np.ndarray) -> np.ndarray:
     An estimate, not a proof (docs section 7.4).
     """
     safe = np.maximum(value, 1e-300)
-    sq = change * change / safe
+    with np.errstate(over="ignore"):
+        sq = change * change / safe
     return np.where(change <= WOR_FAST_ASYMPTOTIC * safe, np.maximum(sq, 0.0), change)
 
 
@@ -997,8 +1091,44 @@ def _u_of_t(t: float) -> float:
     return u
 
 
+def _adaptive_spec(r: np.ndarray, M: int) -> tuple[int, int, int] | None:
+    """A key spec ``(M, base, sh)`` whose ``M - 1`` first buckets cover the float32 patterns of
+    the finite ratios ``r`` (the last bucket also takes ``inf``/``nan``), or ``None`` if the
+    default key is as fine."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r32 = r.astype(np.float32)
+    fin = r32[np.isfinite(r32)]
+    if fin.size < 2:
+        return None
+    lo_b = int(np.abs(fin.min()).view(np.uint32))
+    hi_b = int(np.abs(fin.max()).view(np.uint32))
+    span = hi_b - lo_b
+    sh = int(span // (M - 2)).bit_length()  # span >> sh <= M - 2
+    return M, lo_b, sh
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_lower(M: int, base: int, sh: int) -> np.ndarray:
+    r"""Lower bounds of the ratios in each bucket of a key spec (as :func:`.fastprefix._bucket_lower`:
+    a float64 that rounds to a float32 :math:`x \ge L` is :math:`\ge L(1 - 2^{-24})`; subnormal
+    starts give 0, starts at or beyond ``inf`` give :math:`\mathrm{FLT\_MAX}(1 - 2^{-23})`)."""
+    starts = np.minimum(base + (np.arange(M, dtype=np.int64) << sh), 0x7F800000).astype(np.uint32)
+    lo = starts.view(np.float32).astype(np.float64) * (1.0 - 2.0**-23)
+    expo = starts >> 23
+    lo[expo == 0] = 0.0
+    lo[expo >= 255] = float(np.finfo(np.float32).max) * (1.0 - 2.0**-23)
+    lo.flags.writeable = False
+    return lo
+
+
 def _keys_and_moments(
-    p: np.ndarray, q: np.ndarray, m_bits: int, q1: float | None, K: int
+    p: np.ndarray,
+    q: np.ndarray,
+    m_bits: int,
+    q1: float | None,
+    K: int,
+    scale: float = 1.0,
+    spec: tuple[int, int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     r"""Ratios ``r = p/q``, bucket keys, per-bucket ``p`` masses and (if ``q1`` is given) the first
     tier's per-bucket moments :math:`M_k = \sum_{i: q_i < q_1} q_i^k`, ``k = 1..K`` (shape
@@ -1009,7 +1139,10 @@ def _keys_and_moments(
     sums in another order), but each chunk's temporaries stay in cache: 2x faster at V = 256k.
     """
     V = p.size
-    M = 1 << (8 + m_bits)
+    # key = min(((float32 bits) & 0x7fffffff - base) >> sh, M - 1): the default spec (base 0,
+    # sh = 23 - m_bits) is the top 8 + m_bits bits of fl32(r) without the sign; an adaptive spec
+    # (_adaptive_spec) spends the buckets on the range the ratios occupy
+    M, base, shift = spec if spec is not None else (1 << (8 + m_bits), 0, 23 - m_bits)
     C = min(V, WOR_FAST_CHUNK)
     r = np.empty(V)
     key = np.empty(V, dtype=np.intp)
@@ -1020,8 +1153,9 @@ def _keys_and_moments(
     u32 = np.empty(C, dtype=np.uint32)
     w = np.empty(C)
     cur = np.empty(C)
-    sh = np.uint32(23 - m_bits)
-    msk = np.uint32(M - 1)
+    sh = np.uint32(shift)
+    msk = np.uint32(0x7FFFFFFF)
+    top = np.uint32(M - 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for s in range(0, V, C):
             e = min(V, s + C)
@@ -1029,8 +1163,12 @@ def _keys_and_moments(
             rs = r[s:e]
             np.divide(p[s:e], q[s:e], out=rs)
             f32[:c] = rs  # float32 rounding, as r.astype(np.float32)
-            np.right_shift(f32[:c].view(np.uint32), sh, out=u32[:c])
-            np.bitwise_and(u32[:c], msk, out=u32[:c])
+            np.bitwise_and(f32[:c].view(np.uint32), msk, out=u32[:c])
+            if base:
+                np.subtract(u32[:c], np.uint32(base), out=u32[:c])  # (base <= every pattern)
+            np.right_shift(u32[:c], sh, out=u32[:c])
+            if spec is not None:
+                np.minimum(u32[:c], top, out=u32[:c])
             ks = key[s:e]
             ks[...] = u32[:c]
             bp_all += np.bincount(ks, weights=p[s:e], minlength=M)
@@ -1040,6 +1178,8 @@ def _keys_and_moments(
                 his.append(hic + s)
                 np.copyto(w[:c], qs)
                 w[hic] = 0.0
+                if scale != 1.0:
+                    w[:c] *= scale  # (a power of two: exact) moments of q * scale
                 Mb[0] += np.bincount(ks, weights=w[:c], minlength=M)
                 for k in range(1, K):
                     np.multiply(w[:c] if k == 1 else cur[:c], w[:c], out=cur[:c])
@@ -1098,29 +1238,34 @@ def wor_prefix_fast(
     nodes_s = np.zeros(0)
     coarse = np.zeros(0, dtype=bool)
     h = trunc = tail = g1_rel = 0.0
-    rho = Iv = Im = np.zeros(0)
+    rho = Iv = Im = It = np.zeros(0)
     bnd: _Boundary | None = None
     # (per-bucket moments (K, M) of a tier, its Taylor table (K, n - 1), tau)
     tier_mom: list[tuple[np.ndarray, np.ndarray, float]] = []
     tier_hi: list[float] = []  # upper end of each tier's masses
+    ring = False
+    qs_bnd = np.zeros(0)
     if n >= 3:
         rho = _outside_masses_lower(q, n - 1, tot)
-        if rho[n - 1] < WOR_RHO_MIN:
-            return None  # peaked: the reference deflates the dominant token
+        # peaked q (the reference deflates the dominant token): the ring form of section 7.10
+        ring = bool(rho[n - 1] < WOR_RHO_MIN)
+        if not rho[n - 1] > 0.0:
+            return None
         levels = list(range(2, n))
         T = 1.0
         Tstart = _tail_start(levels, rho)
         for m in levels:
             Tm = float(Tstart[m - 2])
             # V >= the number of positive q_i: the tail bound only gets larger (safe)
-            while _tail(m, float(rho[m]), V, Tm) > WOR_TAIL_TOL:
+            while _tail_log(m, float(rho[m]), V, Tm) > WOR_TAIL_TOL:
                 Tm *= 1.25
-                if Tm > WOR_FAST_T_MAX:
+                if Tm > WOR_FAST_RING_T_MAX:
                     return None
-            if Tm > WOR_FAST_T_MAX:
+            if not Tm <= WOR_FAST_RING_T_MAX:
                 return None
+            ring = ring or Tm > WOR_FAST_T_MAX
             T = max(T, Tm)
-            tail += _tail(m, float(rho[m]), V, Tm)
+            tail += _tail_log(m, float(rho[m]), V, Tm)
             tail += WOR_T_LO ** (m + 1) * math.exp((m - 1) * WOR_T_LO) / math.factorial(m + 1)
         q1 = WOR_TIER1_X / T
         q2 = WOR_TIER2_X / T
@@ -1130,18 +1275,37 @@ def wor_prefix_fast(
         if n == 4 and WOR_FAST_CLOSED4:
             K1 = max(K1, WOR_FAST_CLOSED4_K1)  # (tau1 stays a valid, larger bound)
         # hi_idx: tier 2 and big tokens (q >= q1), a few percent of V
-        r, key, bp_all, Mb1, hi_idx = _keys_and_moments(p, q, m_bits, q1, K1)
+        # ring form: moments of q * mscale (a power of two near T), so that t^k stays finite
+        mscale = 2.0 ** round(math.log2(T)) if ring else 1.0
+        if ring:
+            info["ring"] = 1.0
+        r, key, bp_all, Mb1, hi_idx = _keys_and_moments(p, q, m_bits, q1, K1, mscale)
+        assert Mb1 is not None
+        if (
+            mantissa_bits is None
+            and V >= WOR_FAST_ADAPT_MIN_V
+            and int(np.count_nonzero((bp_all > 0) | (Mb1[0] > 0))) < WOR_FAST_ADAPT_MIN_OCC
+        ):
+            # crowded ratios (distilled / quantised drafts: p/q within a few percent of 1) fall
+            # into a handful of buckets: spend the buckets on the occupied range instead
+            spec = _adaptive_spec(r, WOR_FAST_ADAPT_BUCKETS)
+            if spec is not None:
+                r, key, bp_all, Mb1, hi_idx = _keys_and_moments(p, q, m_bits, q1, K1, mscale, spec)
+                M = spec[0]
+                lo_all = _spec_lower(*spec)
+                m_bits = max(0, 23 - spec[2])  # resolution of the adaptive key (sub-buckets)
+                info["adaptive_key"] = 1.0
         qh = q[hi_idx]
         bigsel = qh >= q2
         bidx = hi_idx[bigsel]
         mid = hi_idx[~bigsel]
         n_big = bidx.size
-        if n_big > WOR_FAST_MAX_BIG:
+        if n_big > (WOR_FAST_RING_MAX_BIG if ring else WOR_FAST_MAX_BIG):
             return None
         info["big_tokens"] = float(n_big)
         # e_m of the big tokens <= C(E, m) e^{(1 - rho_m) t}: stay far from float64 overflow.
         logc = math.lgamma(n_big + 1) - math.lgamma(n) - math.lgamma(max(n_big - n + 2, 1))
-        if max(logc, 0.0) + (1.0 - float(rho[n - 1])) * T > 600.0:
+        if not ring and max(logc, 0.0) + (1.0 - float(rho[n - 1])) * T > 600.0:
             return None
         A = _taylor_table(n)
         # Tier 1 (most tokens): masked weights over the whole row, no gather. The moments also
@@ -1155,14 +1319,15 @@ def wor_prefix_fast(
                 if w.size == 0:
                     continue
                 K, tau = _taylor_degree(X, n)
+                w = w * mscale
                 Mb = np.empty((K, M))
                 Mb[0] = np.bincount(kk, weights=w, minlength=M)
                 cur = np.empty_like(w)
                 for k in range(1, K):
                     np.multiply(w if k == 1 else cur, w, out=cur)
                     Mb[k] = np.bincount(kk, weights=cur, minlength=M)
-            bq_all += Mb[0]
-            ba_all += (tot ** -np.arange(1.0, K + 1.0)) @ Mb
+            bq_all += Mb[0] / mscale
+            ba_all += ((tot * mscale) ** -np.arange(1.0, K + 1.0)) @ Mb
             # sum_{k > K} (q_i/tot)^k <= (q_i/tot) rho^K / (1 - rho), rho = qhi / tot
             g1_rel = max(g1_rel, (qhi / tot) ** K / (1.0 - qhi / tot))
             tier_mom.append((Mb, A[:, 1 : K + 1].T.copy(), tau))
@@ -1203,6 +1368,19 @@ def wor_prefix_fast(
     G = Ac.copy()
     Gerr = (8 * _EPS + g1_rel) * Ac
     coef_cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    # ring form: boundaries and buckets that cannot beat the best by more than the slack are
+    # neither refined nor evaluated (the slack joins the error bound)
+    slack = WOR_FAST_RING_SLACK if ring else 0.0
+    # node map: u of _t_jac (plain form) or s = log t (ring form, section 7.10)
+    tmap, umap = (_t_jac_log, math.log) if ring else (_t_jac, _u_of_t)
+    # Rounding estimate, relative (moments, exp series, products): the plain form loses about
+    # eps/rho in e^{-t} prod e^{q_i t}; the ring form has no such cancellation (its weight
+    # exp(-rate t) carries the relative error of a positive sum, times rate * t ~ n where the
+    # integrand lives; a_i = exp(-q_i t) likewise).
+    rel_round = 0.0
+    if n >= 3:
+        cancel = (2.0 + n) if ring else (1.0 + 1.0 / float(rho[n - 1]))
+        rel_round = 256 * _EPS * cancel + 64 * _EPS * n
     closed: tuple[np.ndarray, float] | None = None
     closed4 = False
     if n >= 3:
@@ -1212,9 +1390,14 @@ def wor_prefix_fast(
         big_cnt = (
             np.searchsorted(np.sort(key[bo]), occ, side="right") if n_big else np.zeros(nb, dtype=np.intp)
         )
-        bnd = _Boundary(n, tiers, q[bo], big_cnt)
+        rate = None
+        if ring:
+            # mass not in the set's big tokens: outside mass + the set's small tokens (M_1 sums)
+            qs_bnd = sum((tr[0][:, 0] for tr in tiers), np.zeros(nb)) / mscale
+            rate = lam + qs_bnd
+        bnd = _Boundary(n, tiers, q[bo], big_cnt, rate, 1.0 / mscale)
 
-        if n == 3 and WOR_FAST_CLOSED3 and n_big <= WOR_FAST_CLOSED3_MAX_BIG:
+        if n == 3 and WOR_FAST_CLOSED3 and n_big <= WOR_FAST_CLOSED3_MAX_BIG and not ring:
             # the race's convention (as the quadrature and the reference): rate 1 in total, so
             # "1 - x" is the literal 1 - x (exact for x >= 1/2, relative eps below)
             xb = q[bo]
@@ -1225,6 +1408,7 @@ def wor_prefix_fast(
         if (
             n == 4
             and WOR_FAST_CLOSED4
+            and not ring
             and int(np.sum(q[bo] >= WOR_FAST_CLOSED4_BIG)) <= WOR_FAST_CLOSED4_MAX_BIG
         ):
             # tokens of the big list below WOR_FAST_CLOSED4_BIG form a third moment tier (their
@@ -1296,37 +1480,44 @@ def wor_prefix_fast(
             # twice the step (not its square: conservative); each halving is evaluated only at the
             # boundaries whose bracket can still be the minimum, end a bucket that can hold it, or be
             # the base of such a bucket, and prunes again with its own change.
-            u_lo, u_hi = _u_of_t(WOR_T_LO), _u_of_t(T)
+            u_lo, u_hi = umap(WOR_T_LO), umap(T)
             h = WOR_FAST_STEP
             J = max(2, math.ceil((u_hi - u_lo) / h))
             nodes_s = u_lo + h * np.arange(J + 1)
-            val, maj = bnd.integrand(*_t_jac(nodes_s), cache=coef_cache)
+            val, maj = bnd.integrand(*tmap(nodes_s), cache=coef_cache)
             coarse = np.ones(nodes_s.size, dtype=bool)
             Iv = h * val.sum(axis=1)
             Im = h * maj.sum(axis=1)
-            rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n
+            It = h * bnd.last_tot.sum(axis=1)
+            rel = rel_round
             g_base = Gerr + tail  # error terms that do not depend on the rule
             Pb0 = np.concatenate([[0.0], Pc[:-1]])
             lo_b = lo_all[occ] * bq
             ub = 1.0  # the empty set
             cand_c = np.ones(nb, dtype=bool)
             R = np.arange(nb)
+            ub_row = -1
 
             def prune(R: np.ndarray, change: np.ndarray) -> np.ndarray:
                 """Brackets of the rows ``R`` with quadrature error ``change``; returns the rows to
                 refine and narrows ``cand_c`` (buckets that can hold the minimum) and ``ub``."""
-                nonlocal ub, cand_c
+                nonlocal ub, cand_c, ub_row
                 Gr = G[R] + Iv[R]
                 Ger = g_base[R] + change + rel * Iv[R] + n * (trunc + 64 * _EPS) * Im[R]
                 Qr = np.clip(Sc[R] - lam[R] * Gr, 0.0, 1.0)
                 er = lam[R] * Ger + 8 * _EPS * (Sc[R] + lam[R] * Gr)
                 fr_ = 1.0 + Pc[R] - Qr
-                ub = min(ub, float(np.min(fr_ + er, initial=1.0)))
+                if R.size:
+                    i_ub = int(np.argmin(fr_ + er))
+                    if float(fr_[i_ub] + er[i_ub]) < ub:
+                        ub, ub_row = float(fr_[i_ub] + er[i_ub]), int(R[i_ub])
                 cm = np.zeros(nb, dtype=bool)
-                cm[R] = (1.0 + Pb0[R] + lo_b[R] - (Qr + er)) <= ub
+                cm[R] = (1.0 + Pb0[R] + lo_b[R] - (Qr + er)) <= ub - slack
                 cand_c &= cm
                 need = np.zeros(nb, dtype=bool)
-                need[R] = fr_ - er <= ub
+                need[R] = fr_ - er <= ub - slack
+                if ub_row >= 0:
+                    need[ub_row] = True  # the boundary that sets ub stays (slack > 0)
                 need |= cand_c
                 need[:-1] |= cand_c[1:]
                 return np.flatnonzero(need)
@@ -1336,9 +1527,10 @@ def wor_prefix_fast(
             info["refined_boundaries"] = float(R.size)
             while True:
                 mids = u_lo + h * (np.arange(J) + 0.5)
-                v2, m2 = bnd.integrand(*_t_jac(mids), cache=coef_cache, rows=R)
+                v2, m2 = bnd.integrand(*tmap(mids), cache=coef_cache, rows=R)
                 I_new = 0.5 * Iv[R] + (h / 2) * v2.sum(axis=1)
                 Im[R] = 0.5 * Im[R] + (h / 2) * m2.sum(axis=1)
+                It[R] = 0.5 * It[R] + (h / 2) * bnd.last_tot.sum(axis=1)
                 dchange = np.abs(I_new - Iv[R])
                 change = _quad_error(dchange, I_new)
                 coarse = np.concatenate([np.ones(nodes_s.size, dtype=bool), np.zeros(mids.size, dtype=bool)])
@@ -1346,7 +1538,11 @@ def wor_prefix_fast(
                 Iv[R] = I_new
                 h /= 2
                 J *= 2
-                if float(np.max(change, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
+                # (the error of Q is lambda times that of G: in the ring form G reaches 1/rho)
+                gate = change
+                if ring:
+                    gate = np.multiply(change, lam[R], out=np.zeros_like(change), where=lam[R] > 0.0)
+                if float(np.max(gate, initial=0.0)) <= WOR_FAST_CHANGE or h < WOR_FAST_MIN_STEP:
                     break
                 qerr[R] = dchange
                 Rn = prune(R, dchange)
@@ -1375,16 +1571,34 @@ def wor_prefix_fast(
         best, best_err, thr = 1.0, 0.0, 0
     Pb = np.concatenate([[0.0], Pc[:-1]])
     lb = 1.0 + Pb + lo_all[occ] * bq - (Q_end + err_end)
-    cand = np.flatnonzero((lb < best + best_err) & cand_c)
-    value, value_err, error = best, best_err, best_err
+    # ring form: buckets that cannot beat the best boundary by more than WOR_FAST_RING_SLACK are
+    # not evaluated (peaked rows put thousands of near-zero-mass tokens level with the best
+    # value); the slack joins the error bound
+    cand = np.flatnonzero((lb < best + best_err - slack) & cand_c)
+    value, value_err, error = best, best_err, max(best_err, slack)
     n_eval = 0
     error = max(error, float(np.max(err_end[R], initial=0.0)))
     extra = np.zeros(0, dtype=np.intp)
     n_cand = 0
+    idx = np.zeros(0, dtype=np.intp)
     if cand.size:
         cmask = np.zeros(M, dtype=bool)
         cmask[occ[cand]] = True
-        idx = np.flatnonzero(cmask[key])
+        # Tokens with q = 0 (ratio +inf, last on the chain) never lower the chain value: P grows
+        # and Q stays, f(k) = f(k - 1) + p_k. They are not evaluated (a top-k draft puts almost
+        # the whole vocabulary there).
+        idx = np.flatnonzero(cmask[key] & (q > 0))
+        if idx.size > WOR_FAST_LEVEL_MIN and slack < WOR_FAST_LEVEL_SLACK:
+            # Thousands of candidates: tokens of near-zero mass level with the best value (a
+            # row whose optimum is the empty set or nearly so). Those that cannot beat the best
+            # by more than WOR_FAST_LEVEL_SLACK are not evaluated; the slack joins the bound.
+            slack = WOR_FAST_LEVEL_SLACK
+            error = max(error, slack)
+            cand = np.flatnonzero((lb < best + best_err - slack) & cand_c)
+            cmask[:] = False
+            cmask[occ[cand]] = True
+            idx = np.flatnonzero(cmask[key] & (q > 0))
+    if idx.size:
         n_cand = idx.size
         rc = r[idx]
         rc = np.where(q[idx] > 0, rc, np.inf)
@@ -1402,7 +1616,7 @@ def wor_prefix_fast(
             Iv[rows4] = Iv4
             Im[rows4] = Im4
             info["quad_nodes"] = float(nodes_s.size)
-        t_nodes, jac_nodes = _t_jac(nodes_s)
+        t_nodes, jac_nodes = tmap(nodes_s)
         if n >= 3 and bnd is not None and not closed3:
             # polynomial of each candidate run's base set (the boundary before its bucket)
             bases = np.unique(np.maximum(pos_b[starts] - 1, 0))
@@ -1413,7 +1627,8 @@ def wor_prefix_fast(
             S_all = np.concatenate([c[1][:, i, :] for c, i in zip(coef_cache, ir, strict=True)], axis=2)
         w_nodes = np.where(coarse, 2 * h, 0.0)  # weights of the coarser rule (error estimate)
         wexp = jac_nodes * np.exp(-t_nodes)
-        rel = 256 * _EPS * (1.0 + 1.0 / float(rho[n - 1])) + 64 * _EPS * n if n >= 3 else 0.0
+        wexp_run = wexp  # weight of the current run's base (ring form: per base, below)
+        rel = rel_round if n >= 3 else 0.0
 
         n_t = n * (trunc + 64 * _EPS) if n >= 3 else 0.0
 
@@ -1426,7 +1641,51 @@ def wor_prefix_fast(
             wts = np.empty((n, t_nodes.size))
             for bb in range(n):
                 wts[bb] = basec[max(0, 2 - bb) : n - bb].sum(axis=0)
-            vals = _chain_sum(c, wts) * wexp[None, :]
+            vals = _chain_sum(c, wts) * wexp_run[None, :]
+            If = h * vals.sum(axis=1)
+            return If, _quad_error(np.abs(If - vals @ w_nodes), If)
+
+        def token_integrals_ring(
+            qs: np.ndarray, lam_tok: np.ndarray, basec: np.ndarray, rb: float, qsb: float
+        ) -> tuple[np.ndarray, np.ndarray]:
+            """Ring form of :func:`token_integrals` (section 7.10) for a whole run: ``lam_tok`` is
+            the mass after each token, ``rb`` the base's rate, ``qsb`` the base's small mass.
+            Tokens go in chunks whose mass times ``T`` is at most ``WOR_FAST_RING_RUN_X / 2``
+            (plain form inside a chunk, then multiplied by ``exp(-q(chunk) t)`` into the ring
+            form, the rate becoming ``lam + qsb``: positive sums only); a token above that bound
+            is one ring step ``(a + z b)``."""
+            L, N = qs.size, t_nodes.size
+            vals = np.empty((L, N))
+            cur = basec
+            rate = rb
+            xs = qs * T
+            cap = 0.5 * WOR_FAST_RING_RUN_X
+            k = 0
+            while k < L:
+                if xs[k] > cap:
+                    x = qs[k] * t_nodes
+                    nxt = cur * np.exp(-x)[None, :]
+                    nxt[1:] += -np.expm1(-x)[None, :] * cur[:-1]
+                    cur = nxt
+                    rate = float(lam_tok[k]) + qsb
+                    vals[k] = cur[2:].sum(axis=0) * (jac_nodes * np.exp(-rate * t_nodes))
+                    k += 1
+                    continue
+                e = k + max(1, int(np.searchsorted(np.cumsum(xs[k : k + 4096]), cap, side="right")))
+                c = np.expm1(qs[k:e, None] * t_nodes[None, :])
+                # sum_{m>=2}[z^m](cur * ext) = sum_b w_b ext_b (as token_integrals)
+                wts = np.empty((n, N))
+                for bb in range(n):
+                    wts[bb] = cur[max(0, 2 - bb) : n - bb].sum(axis=0)
+                vals[k:e] = _chain_sum(c, wts) * (jac_nodes * np.exp(-rate * t_nodes))[None, :]
+                ext = np.empty((n, N))  # coefficients of the chunk's product (plain form)
+                ext[0] = 1.0
+                ext[1:] = 0.0
+                for i in range(e - k):
+                    ext[1:] += c[i][None, :] * ext[:-1]
+                cur = _poly_mul(cur, ext, n) * np.exp(-float(np.sum(qs[k:e])) * t_nodes)[None, :]
+                rate = float(lam_tok[e - 1]) + qsb
+                k = e
             If = h * vals.sum(axis=1)
             return If, _quad_error(np.abs(If - vals @ w_nodes), If)
 
@@ -1447,9 +1706,17 @@ def wor_prefix_fast(
             nonlocal value, value_err, thr, extra, error
             b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek = ctx
             sub = None
+            tie = False
             smin = WOR_FAST_SUB_MIN if depth == 0 else WOR_FAST_SUB_MIN_DEEP
-            if a1 - a0 >= smin and depth < WOR_FAST_SUB_LEVELS and mb < 23 and bool(np.all(qr[a0:a1] > 0)):
-                sub = _sub_buckets(r[ii[a0:a1]], qr[a0:a1], n, mb, q1, q2, t_nodes)
+            if a1 - a0 >= WOR_FAST_TIE_MIN and bool(np.all(qr[a0:a1] > 0)):
+                # large tie groups (flat or quantised rows): evaluate only the groups' ends
+                rr = r[ii[a0:a1]]
+                if 1 + int(np.count_nonzero(rr[1:] != rr[:-1])) <= (a1 - a0) // 4:
+                    sub = _sub_buckets(rr, qr[a0:a1], n, mb, q1, q2, t_nodes, ties=True, scale=mscale)
+                    tie = True
+            deeper = depth < WOR_FAST_SUB_LEVELS and mb < 23
+            if sub is None and a1 - a0 >= smin and deeper and bool(np.all(qr[a0:a1] > 0)):
+                sub = _sub_buckets(r[ii[a0:a1]], qr[a0:a1], n, mb, q1, q2, t_nodes, scale=mscale)
             if sub is None:
                 slices.append((a0, a1, basec, fac))
                 return
@@ -1458,10 +1725,10 @@ def wor_prefix_fast(
             sends = a0 + sends_l
             full = _poly_mul(np.broadcast_to(basec[:, None, :], prodc.shape), prodc, n)
             # sum_{m>=2}[z^m] of the full polynomial at each sub-boundary
-            vsub = full[2:].sum(axis=0) * wexp[None, :]
+            vsub = full[2:].sum(axis=0) * wexp_run[None, :]
             Isub = h * vsub.sum(axis=1)
             qsub = _quad_error(np.abs(Isub - vsub @ w_nodes), Isub)
-            msub = h * (full.sum(axis=0) * p1fac * wexp[None, :]).sum(axis=1)
+            msub = h * (full.sum(axis=0) * p1fac * wexp_run[None, :]).sum(axis=1)
             fsub = fac + float(np.max(msub / np.maximum(Isub, 1e-300)))
             Ge = Gk[sends] + Isub
             Gee = Gek[sends] + qsub + tail + (rel + n * (trunc + 64 * _EPS) * fsub) * Isub
@@ -1474,6 +1741,9 @@ def wor_prefix_fast(
                 value, value_err = float(fs[isb]), float(es[isb])
                 thr = int(occ[b])
                 extra = idx[s0 : s0 + int(sends[isb]) + 1]
+            if tie:
+                info["tie_groups"] = info.get("tie_groups", 0.0) + float(sends.size)
+                return  # the chain is concave inside each tie group: its ends were evaluated
             # pruning inside the run, exactly as at the first level
             sstarts = np.concatenate([[a0], sends[:-1] + 1])
             P0 = Pc[b - 1] if b > 0 else 0.0
@@ -1498,6 +1768,16 @@ def wor_prefix_fast(
             b = int(pos_b[s0])
             ii = idx[s0:s1]
             pr, qr = p[ii], q[ii]
+            ring_run = False
+            rb = qsb = 0.0
+            if ring and bnd is not None:
+                # ring form: the base polynomial is scaled by exp(-q_big(base) t), so the weight
+                # is exp(-rate(base) t); a run of small total mass keeps its tokens in the plain
+                # form (sub-buckets, ties), a heavier one goes through token_integrals_ring
+                rb = float(bnd.rate[b - 1]) if b > 0 and bnd.rate is not None else tot
+                qsb = float(qs_bnd[b - 1]) if b > 0 else 0.0
+                wexp_run = jac_nodes * np.exp(-rb * t_nodes)
+                ring_run = float(np.sum(qr)) * T > WOR_FAST_RING_RUN_X
             ar = _odds(q, ii, tot)
             Pk = (Pc[b - 1] if b > 0 else 0.0) + np.cumsum(pr)
             Sk = (Sc[b - 1] if b > 0 else 0.0) + np.cumsum(qr)
@@ -1532,19 +1812,30 @@ def wor_prefix_fast(
                     ib = int(np.searchsorted(bases, b - 1))
                     basec = _poly_mul(Bc_all[:, ib, :], S_all[:, ib, :], n)
                     # the base polynomial carries the boundary's relative Taylor/rounding error
-                    fac = float(Im[b - 1] / Iv[b - 1]) if Iv[b - 1] > 0 else 0.0
+                    if ring and It.size:
+                        # relative factor of the base's coefficients, all degrees (Im / Iv
+                        # blows up when the degree >= 2 part is tiny next to degrees 0, 1)
+                        fac = float(Im[b - 1] / It[b - 1]) if It[b - 1] > 0 else 0.0
+                    else:
+                        fac = float(Im[b - 1] / Iv[b - 1]) if Iv[b - 1] > 0 else 0.0
                 else:
                     basec = np.zeros((n, t_nodes.size))
                     basec[0] = 1.0
                     fac = 0.0
-                refine(0, L, basec, fac, m_bits, 0, (b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek), slices)
+                if ring_run:
+                    slices.append((0, L, basec, fac))
+                else:
+                    refine(0, L, basec, fac, m_bits, 0, (b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek), slices)
             chain = (Pk, Sk, lamk, Gk, Gek)
             for a0, a1, bc, fc in slices:
                 n_eval += a1 - a0
                 if bc is None:  # n = 2: closed form
                     fk, ek = _token_values(chain, a0, a1, None, None, 0.0, 0.0)
                 else:
-                    If, qe = token_integrals(qr[a0:a1], bc)
+                    if ring_run:
+                        If, qe = token_integrals_ring(qr, lamk, bc, rb, qsb)
+                    else:
+                        If, qe = token_integrals(qr[a0:a1], bc)
                     fk, ek = _token_values(chain, a0, a1, If, qe, tail, rel + n_t * fc)
                 i = int(np.argmin(fk))
                 error = max(error, float(np.max(ek)))
