@@ -72,14 +72,102 @@ def scaling(quick: bool) -> list[dict]:
     return rows
 
 
+#: Structures of the verifier-vs-optimum table (small enough for exact enumeration at V = 3).
+TABLE_STRUCTURES = (
+    Chain(3),
+    Chains(2, 2),
+    Tree((-1, 0, 0, 1), "iid"),
+    Tree.branching((2, 1), "wor"),
+    Tree.branching((2, 2), "wor"),
+)
+
+
+def lossless_rules(structure) -> list[str]:
+    out = []
+    for name in blocks.block_verifier_names():
+        try:
+            v = blocks.block_verifier(name, blocks.drafts.as_tree(structure))
+        except ValueError:
+            continue
+        if v.lossless and name != "naive":
+            out.append(name)
+    return out
+
+
+def optimum_rows(pairs: list[tuple], label: str) -> list[dict]:
+    """Mean accepted draft tokens per call of every lossless rule, the lossless bound and the
+    coupling bound, averaged over ``pairs`` of (target, draft) per structure; also the largest
+    excess of a block-level rule over token-level "optimal" (the per-node alpha* recursion)."""
+    from spectheory.blocks import block_bound
+
+    rows = []
+    for s in TABLE_STRUCTURES:
+        names = lossless_rules(s)
+        vals: dict[str, list[float]] = {n: [] for n in [*names, "lossless", "coupling"]}
+        excess = []
+        for target, draft in pairs:
+            got = {n: block_acceptance(target, draft, s, n).mean for n in names}
+            for n, v in got.items():
+                vals[n].append(v)
+            lo = block_bound(target, draft, s, kind="lossless").value
+            co = block_bound(target, draft, s, kind="coupling").value
+            vals["lossless"].append(lo)
+            vals["coupling"].append(co)
+            assert all(v <= lo + 1e-9 for v in got.values()) and lo <= co + 1e-9
+            if "optimal" in got:
+                best_block = max(
+                    (got[n] for n in ("block", "multipath", "traversal") if n in got), default=None
+                )
+                if best_block is not None:
+                    excess.append(best_block - got["optimal"])
+        row = {"pairs": label, "structure": s.describe(),
+               "mean": {n: float(np.mean(v)) for n, v in vals.items()},
+               "instances": len(pairs)}
+        if excess:
+            row["block_minus_per_node_alpha_star_max"] = float(max(excess))
+            row["block_beats_per_node_alpha_star"] = int(sum(e > 1e-12 for e in excess))
+        rows.append(row)
+        cells = "  ".join(f"{n}={v:.4f}" for n, v in row["mean"].items())
+        print(f"{label:<10} {s.describe():<40} {cells}")
+        if excess:
+            print(f"{'':<10} best block-level rule above per-node alpha* ('optimal' down the tree): "
+                  f"max {max(excess):+.4f}, on {row['block_beats_per_node_alpha_star']} of "
+                  f"{len(excess)} instances")
+    return rows
+
+
+def random_pairs(count: int) -> list[tuple]:
+    rng = np.random.default_rng(7)
+    return [blocks.random_pair(3, 4, rng) for _ in range(count)]
+
+
+def smollm2_pairs(count: int) -> list[tuple]:
+    """SmolLM2-135M (target) and its 4-layer-skipped self-draft, coarse-grained to K = 3 tokens
+    (the target's top 2 and "other") at ``count`` contexts of the builtin text."""
+    from spectheory import models
+    from spectheory.blocks.real import CausalLM
+
+    target, tok = models.load_model("smollm2")
+    draft = models.layer_skip(target, 4)
+    ids = tok(models.builtin_text())["input_ids"][:400]
+    T, D = CausalLM(target, maxsize=512), CausalLM(draft, maxsize=512)
+    starts = np.linspace(20, len(ids) - 1, count).astype(int)
+    return [blocks.lumped(T, D, 3, context=ids[:s]) for s in starts]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-smollm2", action="store_true", help="skip the SmolLM2 rows")
     args = ap.parse_args()
     result = {
         "machine": platform.machine(), "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
         "python": platform.python_version(), "scaling": scaling(args.quick),
     }
+    table = optimum_rows(random_pairs(5 if args.quick else 20), "random")
+    if not args.no_smollm2:
+        table += optimum_rows(smollm2_pairs(4 if args.quick else 12), "SmolLM2")
+    result["optimum_table"] = table
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {OUT}")

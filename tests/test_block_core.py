@@ -226,3 +226,27 @@ def test_tabular_models() -> None:
     # all contexts of length < depth are present
     assert set(r.table) == {(), *((a,) for a in range(3))}
     assert list(itertools.islice(r.table, 1)) == [()]
+
+
+def test_lumped_pair_by_hand() -> None:
+    """K = 3 coarse-graining of a V = 5 Markov pair: reduced tokens are the target's top 2 at
+    each context and 'other'; expected rows computed by hand from the tables."""
+    P0 = [0.1, 0.4, 0.2, 0.3, 0.0]
+    Q0 = [0.3, 0.3, 0.1, 0.1, 0.2]
+    T = [[0.2] * 5] * 5
+    T = [list(r) for r in T]
+    T[1] = [0.5, 0.0, 0.0, 0.25, 0.25]  # after real token 1 (the target's top-1 at the start)
+    target = Markov(P0, T)
+    draft = Markov(Q0, [[0.2] * 5] * 5)
+    t, d = blocks.lumped(target, draft, 3)
+    np.testing.assert_allclose(t(()), [0.4, 0.3, 0.3], atol=1e-15)  # tokens 1, 3, rest {0,2,4}
+    np.testing.assert_allclose(d(()), [0.3, 0.1, 0.6], atol=1e-15)
+    # reduced token 0 = real token 1: next top-2 of T[1] are 0 (0.5) then 3 (0.25, smaller id)
+    np.testing.assert_allclose(t((0,)), [0.5, 0.25, 0.25], atol=1e-15)
+    np.testing.assert_allclose(d((0,)), [0.2, 0.2, 0.6], atol=1e-15)
+    # the lumped token continues as the target's most likely 'other' token: 2 (0.2 > 0.1, 0.0)
+    np.testing.assert_allclose(t((2,)), [0.2, 0.2, 0.6], atol=1e-15)
+    with pytest.raises(ValueError, match="'K'"):
+        blocks.lumped(target, draft, 1)
+    # exact quantities run on the reduced pair
+    assert 0 < block_acceptance(t, d, Chain(2), "sd").mean < 2

@@ -38,7 +38,7 @@ from .efficiency import (
     speedup,
     tree_efficiency,
 )
-from .models import Cached, Markov, Tabular, random_pair
+from .models import Cached, Markov, Tabular, lumped, random_pair
 from .problem import BlockProblem
 from .verify import BlockVerifier, TokenLevel, block_verifier, block_verifier_names
 
@@ -74,6 +74,7 @@ __all__ = [
     "decode",
     "expected_accepted",
     "lossless_gap",
+    "lumped",
     "random_pair",
     "simulate",
     "speedup",

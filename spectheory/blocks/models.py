@@ -6,13 +6,17 @@ A conditional model is a callable ``context tuple -> (V,)`` distribution. This m
   ``transition[last token]`` otherwise);
 * :class:`Tabular`: a table of conditionals by context, with back-off to the longest stored
   suffix; :meth:`Tabular.random` draws random tables for tests and benchmarks;
-* :class:`Cached`: memoises any conditional model by context.
+* :class:`Cached`: memoises any conditional model by context;
+* :func:`lumped`: a pair of large-vocabulary models seen through ``K`` tokens (the target's
+  top ``K - 1`` at each context plus one lumped "other" token), so that exact block quantities
+  and bounds can be computed on real model pairs.
 
 Tables may hold floats or :class:`fractions.Fraction` (exact enumeration then stays exact).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -22,7 +26,7 @@ import numpy as np
 from .._validate import SpecTheoryInputError
 from .problem import as_conditional
 
-__all__ = ["Cached", "Markov", "Tabular", "random_pair"]
+__all__ = ["Cached", "Markov", "Tabular", "lumped", "random_pair"]
 
 
 def _table_row(x: Any, name: str) -> np.ndarray:
@@ -169,3 +173,66 @@ class Cached:
             self._cache.pop(next(iter(self._cache)))
         self._cache[h] = out
         return out
+
+
+def lumped(
+    target: Callable[[tuple[int, ...]], Any],
+    draft: Callable[[tuple[int, ...]], Any],
+    K: int,
+    *,
+    context: Sequence[int] = (),
+) -> tuple[Callable[[tuple[int, ...]], np.ndarray], Callable[[tuple[int, ...]], np.ndarray]]:
+    r"""Coarse-grain a target/draft pair to ``K`` tokens, context by context.
+
+    At each (real) context the reduced token :math:`j < K - 1` is the target's :math:`(j+1)`-th
+    most likely token (ties by smaller id) and token :math:`K - 1` lumps all the others (summed
+    directly, never as :math:`1 - \text{top}`); both models are read through the same map, so
+    the reduced conditionals are exact lumpings of :math:`p` and :math:`q`. Continuing after the
+    lumped token follows its most likely member under the target. Reduced contexts are given
+    relative to ``context`` (the real prompt).
+
+    A lossless verifier of the reduced pair is not one of the real pair, and lumping merges tokens
+    a real verifier would tell apart, so reduced values describe the coarse-grained problem, not
+    the real one; they give exact block-level numbers on distributions shaped by a real pair.
+    """
+    K = int(K)
+    if K < 2:
+        raise SpecTheoryInputError(f"argument 'K': must be an integer >= 2, got {K!r}")
+    prompt = tuple(int(t) for t in context)
+    real: dict[tuple[int, ...], tuple[int, ...]] = {(): prompt}
+    maps: dict[tuple[int, ...], tuple[np.ndarray, int]] = {}
+
+    def real_context(h: tuple[int, ...]) -> tuple[int, ...]:
+        if h not in real:
+            parent = real_context(h[:-1])
+            top, other = mapping(h[:-1])
+            j = int(h[-1])
+            if not 0 <= j < K:
+                raise SpecTheoryInputError(f"argument 'context': token {j} outside 0..{K - 1}")
+            real[h] = (*parent, int(top[j]) if j < K - 1 else other)
+        return real[h]
+
+    def mapping(h: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        if h not in maps:
+            p = np.asarray(target(real_context(h)), dtype=np.float64)
+            order = np.lexsort((np.arange(p.shape[0]), -p))
+            maps[h] = (order[: K - 1], int(order[K - 1]) if p.shape[0] >= K else int(order[-1]))
+        return maps[h]
+
+    def reduce(model: Callable[[tuple[int, ...]], Any], h: tuple[int, ...]) -> np.ndarray:
+        top, _ = mapping(h)
+        x = np.asarray(model(real_context(h)), dtype=np.float64)
+        rest = np.ones(x.shape[0], dtype=bool)
+        rest[top] = False
+        out = np.empty(K)
+        out[: K - 1] = x[top]
+        out[K - 1] = float(np.sum(np.sort(x[rest])))
+        return out / math.fsum(out)  # the real row's own rounding only
+
+    def t(h: tuple[int, ...]) -> np.ndarray:
+        return reduce(target, tuple(h))
+
+    def d(h: tuple[int, ...]) -> np.ndarray:
+        return reduce(draft, tuple(h))
+
+    return t, d
