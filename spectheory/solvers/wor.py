@@ -109,9 +109,26 @@ def _tail(m: int, rho: float, K: int, T: float) -> float:
     r"""Bound on :math:`\int_T^\infty e^{-\rho t} \min(t, K)^m / m!\,dt`."""
     from scipy.special import gammaincc
 
-    g = float(gammaincc(m + 1, rho * T)) / rho ** (m + 1)
+    # in logarithms: rho^(m+1) underflows for the tiny rho of peaked drafts
+    g = float(gammaincc(m + 1, rho * T))
+    lg = (math.log(g) if g > 0.0 else -math.inf) - (m + 1) * math.log(rho)
     lk = m * math.log(max(K, 1)) - math.lgamma(m + 1) - rho * T - math.log(rho)
-    return min(g, math.exp(lk) if lk < 700 else math.inf)
+    x = min(lg, lk)
+    return math.exp(x) if x < 700 else math.inf
+
+
+def _tail_from(m: int, rho: float) -> float:
+    r"""A starting point for the search of the right end ``T`` (a point where the
+    incomplete-gamma bound is still above ``WOR_TAIL_TOL`` or close to it): half the root of
+    :math:`Q(m+1, \rho T) = \mathrm{tol}\,\rho^{m+1}`, at least 1. Starting there instead of at 1
+    saves up to ~1 000 steps of 1.25x for tiny :math:`\rho`; the search then goes on as before."""
+    from scipy.special import gammainccinv
+
+    ly = math.log(WOR_TAIL_TOL) + (m + 1) * math.log(rho)
+    if ly < -700.0:
+        return max(1.0, 0.5 * (-ly) / rho)  # Q(m+1, x) ~ e^{-x} x^m / m!: x > -ly/2 at least
+    x = float(gammainccinv(m + 1, math.exp(ly)))
+    return max(1.0, 0.5 * x / rho) if math.isfinite(x) else 1.0
 
 
 def _quad_levels(
@@ -134,7 +151,7 @@ def _quad_levels(
     T = 1.0
     for m in levels:
         r = float(rho[m])
-        Tm = 1.0
+        Tm = _tail_from(m, r)
         while _tail(m, r, K, Tm) > WOR_TAIL_TOL:
             Tm *= 1.25
         T = max(T, Tm)
@@ -143,16 +160,12 @@ def _quad_levels(
     s_lo = math.log(WOR_T_LO)
     J = max(2, math.ceil((math.log(T) - s_lo) / h))
     s_hi = s_lo + J * h
-    acc = np.zeros(K)
-    for j in range(J + 1):
-        acc += _node(x, math.exp(s_lo + j * h), levels, rho, qm)
+    acc = _nodes_sum(x, np.exp(s_lo + h * np.arange(J + 1)), levels, qm)
     nodes = J + 1
     value = acc * h
     change = np.full(K, np.inf)
     while True:
-        mid = np.zeros(K)
-        for j in range(J):
-            mid += _node(x, math.exp(s_lo + (j + 0.5) * h), levels, rho, qm)
+        mid = _nodes_sum(x, np.exp(s_lo + h * (np.arange(J) + 0.5)), levels, qm)
         nodes += J
         new = 0.5 * (value + mid * h)
         change = np.abs(new - value)
@@ -163,6 +176,56 @@ def _quad_levels(
             break
     assert abs(s_lo + J * h - s_hi) < 1e-9
     return value, change, tail, nodes
+
+
+#: Largest number of (token, node) entries of one block of :func:`_nodes_sum`.
+_BLOCK: int = 1 << 20
+
+
+def _nodes_sum(x: np.ndarray, ts: np.ndarray, levels: list[int], qm: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_j` :func:`_node` ``(x, ts[j])``: the same recursion for blocks of nodes at once
+    (arrays ``(K, nodes)``; the plain and the logarithmic branch chosen per node by the same test),
+    so that short chains do not pay one round of numpy calls per node."""
+    K = len(x)
+    top = max(levels)
+    smax = float(np.sum(qm[1 : top + 1]))
+    logC = top * math.log(max(K, 2)) - math.lgamma(top + 1) if top <= K else 0.0
+    out = np.zeros(K)
+    plain = (ts < _EXP_SAFE) & (logC + smax * ts < _EXP_SAFE)
+    width = max(1, _BLOCK // max(K, 1))
+    for sel, is_plain in ((ts[plain], True), (ts[~plain], False)):
+        for b0 in range(0, sel.size, width):
+            t = sel[b0 : b0 + width]
+            qt = x[:, None] * t[None, :]
+            if is_plain:
+                c = np.expm1(qt)
+                w = t * np.exp(-t)
+                Y = np.cumsum(c, axis=0)
+                for m in range(1, top + 1):
+                    if m > 1:
+                        sh = np.empty_like(Y)
+                        sh[0] = 0.0
+                        sh[1:] = Y[:-1]
+                        Y = np.cumsum(c * sh, axis=0)
+                    if m in levels:
+                        out += Y @ w
+                continue
+            with np.errstate(divide="ignore"):
+                big = qt > 1.0
+                logc = np.empty_like(qt)
+                logc[big] = qt[big] + np.log(-np.expm1(-qt[big]))
+                logc[~big] = np.log(np.expm1(qt[~big]))
+                L = np.logaddexp.accumulate(logc, axis=0)
+                lw = np.log(t) - t
+                for m in range(1, top + 1):
+                    if m > 1:
+                        sh = np.empty_like(L)
+                        sh[0] = -np.inf
+                        sh[1:] = L[:-1]
+                        L = np.logaddexp.accumulate(logc + sh, axis=0)
+                    if m in levels:
+                        out += np.exp(lw[None, :] + L).sum(axis=1)
+    return out
 
 
 def _node(
