@@ -8,9 +8,8 @@ node, and "block", "multipath", "traversal") next to two bounds of ``spectheory.
 ``lossless`` (the best lossless one-call verifier of that draft structure, an LP) and ``coupling``
 (the best coupling of the drafts with a target block, an upper bound on ``lossless``).
 
-Values are exact (enumeration of the draft realisations and of each rule's output law); where a
-rule has no exact law here the script falls back to Monte Carlo and marks the value with "~".
-Runs in a few seconds on a laptop CPU.
+Values are exact (enumeration of the draft realisations and of each rule's output law). Runs in a
+few seconds on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import time
 import numpy as np
 
 from spectheory import verifiers
-from spectheory.blocks import Chain, Chains, Tree, block_acceptance, random_pair
+from spectheory.blocks import Chain, Chains, Tree, block_acceptance, block_bound, random_pair
 from spectheory.blocks.verify import BLOCK_RULES, block_verifier
 
 V = 3
@@ -31,9 +30,6 @@ STRUCTURES = (
     Tree((-1, 0, 0, 1), "iid"),  # an irregular tree: two drafts, the first extended
     Tree.branching((2, 1), "wor"),
 )
-#: Monte Carlo draws for a rule without an exact output law (marked "~").
-MC_SAMPLES = 20_000
-
 
 def rules_for(drafts) -> list[str]:
     from spectheory.blocks import rules  # noqa: F401  (registers the block-level rules)
@@ -51,32 +47,20 @@ def rules_for(drafts) -> list[str]:
 
 
 def value(target, draft, drafts, rule: str) -> str:
-    try:
-        return f"{block_acceptance(target, draft, drafts, rule).mean:.4f}"
-    except (AttributeError, NotImplementedError):  # no exact law for this rule yet
-        r = block_acceptance(target, draft, drafts, rule, method="mc", samples=MC_SAMPLES, seed=0)
-        return f"~{r.mean:.3f}"
+    return f"{block_acceptance(target, draft, drafts, rule).mean:.4f}"
 
 
 def main() -> None:
     t0 = time.perf_counter()
-    try:
-        from spectheory.blocks import block_bound
-    except ImportError:
-        block_bound = None
     for seed in INSTANCES:
         target, draft = random_pair(V, 3, np.random.default_rng(seed))
         print(f"instance {seed}: random V = {V} target and draft (Dirichlet(1) conditionals)")
         for drafts in STRUCTURES:
             cells = [f"{r}={value(target, draft, drafts, r)}" for r in rules_for(drafts)]
-            if block_bound is not None:
-                for kind in ("lossless", "coupling"):
-                    b = block_bound(target, draft, drafts, kind=kind)
-                    cells.append(f"[{kind} {b.value:.4f}]")
+            for kind in ("lossless", "coupling"):
+                b = block_bound(target, draft, drafts, kind=kind)
+                cells.append(f"[{kind} {b.value:.4f}]")
             print(f"  {drafts.describe():<36} " + "  ".join(cells))
-    if block_bound is None:
-        print("note: spectheory.blocks.block_bound is not available in this build; verifier "
-              "rows only")
     print(f"(accepted draft tokens per target call; {time.perf_counter() - t0:.1f} s)")
 
 
