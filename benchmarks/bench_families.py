@@ -156,6 +156,62 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def markdown(paths: list[str]) -> str:
+    """Markdown tables (worst case first, then family by family) from result JSONs."""
+    rows: list[dict[str, Any]] = []
+    loads = []
+    for pth in paths:
+        d = json.loads(Path(pth).read_text())
+        rows += d["rows"]
+        loads.append((d["meta"].get("loadavg_start"), d["meta"].get("loadavg_end")))
+    summ = summarise(rows)
+    out = [f"Load averages (start, end) of the runs: {loads}", ""]
+    out.append("| V | n | i.i.d. / argsort(row), worst | family | i.i.d. / argsort(generic row), worst "
+               "| family | WOR / i.i.d., worst | family | WOR worst (ms) | declined |")
+    out.append("|---:|---:|---:|---|---:|---|---:|---|---:|---:|")
+    for s in sorted(summ, key=lambda s: -s.get("wor_over_iid_worst", 0.0)):
+        out.append(
+            f"| {s['V']} | {s['n']} | {s['iid_over_argsort_worst']:.2f} | {s['iid_over_argsort_family']} "
+            f"| {s['iid_over_argsort_rand_worst']:.2f} | {s['iid_over_argsort_rand_family']} "
+            f"| {s.get('wor_over_iid_worst', float('nan')):.1f} | {s.get('wor_over_iid_family', '-')} "
+            f"| {s.get('wor_worst_ms', float('nan')):.1f} "
+            f"| {s.get('wor_declined_fraction', float('nan')):.2f} |"
+        )
+    fams = sorted({r["family"] for r in rows})
+    keys = sorted({(r["V"], r["n"]) for r in rows})
+    out += ["", "WOR / i.i.d. per family (path: F fast, S small support, R reference):", ""]
+    out.append("| family | " + " | ".join(f"{V // 1024}k n={n}" for V, n in keys) + " |")
+    out.append("|---|" + "---:|" * len(keys))
+    worst_fam = {f: max((r["wor_s"] / r["iid_s"] for r in rows if r["family"] == f and "wor_s" in r),
+                        default=0.0) for f in fams}
+    for f in sorted(fams, key=lambda f: -worst_fam[f]):
+        cells = []
+        for V, n in keys:
+            rs = [r for r in rows if r["family"] == f and r["V"] == V and r["n"] == n and "wor_s" in r]
+            if not rs:
+                cells.append("")
+                continue
+            w = max(rs, key=lambda r: r["wor_s"] / r["iid_s"])
+            cells.append(f"{w['wor_s'] / w['iid_s']:.1f} {w['wor_path']}")
+        out.append(f"| {f} | " + " | ".join(cells) + " |")
+    out += ["", "i.i.d. / argsort(row) per family (worst over n):", ""]
+    Vs = sorted({r["V"] for r in rows})
+    out.append("| family | " + " | ".join(f"{V}" for V in Vs) + " |")
+    out.append("|---|" + "---:|" * len(Vs))
+    for f in fams:
+        cells = []
+        for V in Vs:
+            rs = [r for r in rows if r["family"] == f and r["V"] == V]
+            cells.append(f"{max(r['iid_s'] / r['argsort_s'] for r in rs):.2f}" if rs else "")
+        out.append(f"| {f} | " + " | ".join(cells) + " |")
+    nbad = sum(1 for r in rows if r["failures"])
+    dmax = max((r.get("wor_diff", 0.0) for r in rows), default=0.0)
+    imax = max((r.get("iid_diff", 0.0) for r in rows), default=0.0)
+    out += ["", f"Rows: {len(rows)}; failed checks: {nbad}; largest |WOR - reference| {dmax:.1e}, "
+            f"largest |i.i.d. - reference| {imax:.1e}."]
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -166,7 +222,11 @@ def main() -> int:
     ap.add_argument("--no-real", action="store_true", help="skip the SmolLM2 rows")
     ap.add_argument("--no-wor", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", nargs="+", default=None, help="print markdown tables of result JSONs")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(args.table))
+        return 0
     default_vs = [32768] if args.quick else [32768, 131072, 262144]
     Vs = [int(v) for v in args.vs.split(",")] if args.vs else default_vs
     ns = [int(v) for v in args.ns.split(",")] if args.ns else ([2, 8] if args.quick else [2, 4, 8, 16])

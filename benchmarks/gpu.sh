@@ -6,9 +6,10 @@
 #
 #     bash benchmarks/gpu.sh            # results in $OUT if set, else benchmarks/results
 #
-# Total time is bounded (~8 minutes): each step has its own timeout and a failure in one step does
+# Total time is bounded (~10 minutes): each step has its own timeout and a failure in one step does
 # not stop the next. Steps: correctness checks; the alpha* table (sort path and sort-free path,
-# i.i.d. and without replacement); the optimal verifier's setup/sampling on the device.
+# i.i.d. and without replacement); the optimal verifier's setup/sampling on the device; the
+# distribution-family table of the numpy fast paths on the host CPU (issue 16).
 set -u
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/results}"
@@ -39,6 +40,12 @@ timeout 200 "$PY" benchmarks/bench_optimal_verifier.py --gpu --out "$OUT_DIR" --
     | tee "$OUT_DIR/bench_optimal_verifier_gpu.log"
 opt_rc=${PIPESTATUS[0]}
 
-echo "== done: gpu_check rc=$check_rc, bench rc=$bench_rc, optimal rc=$opt_rc; results in $OUT_DIR"
+echo "== distribution families on the host CPU (benchmarks/bench_families.py --quick; numpy)"
+# every timed value is checked against the reference methods; rc != 0 on any mismatch
+timeout 150 "$PY" benchmarks/bench_families.py --quick --out "$OUT_DIR/bench_families_host.json" 2>&1 \
+    | tee "$OUT_DIR/bench_families_host.log"
+fam_rc=${PIPESTATUS[0]}
+
+echo "== done: gpu_check rc=$check_rc, bench rc=$bench_rc, optimal rc=$opt_rc, families rc=$fam_rc; results in $OUT_DIR"
 ls -l "$OUT_DIR"
-exit $(( check_rc != 0 || bench_rc != 0 || opt_rc != 0 ))
+exit $(( check_rc != 0 || bench_rc != 0 || opt_rc != 0 || fam_rc != 0 ))
