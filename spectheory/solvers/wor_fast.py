@@ -96,6 +96,8 @@ WOR_FAST_RING_RUN_X: float = 600.0
 #: Rows with more candidate tokens than this (and V / 8) drop the candidate buckets that cannot
 #: beat the best boundary by more than ``WOR_FAST_LEVEL_SLACK`` (added to the error bound).
 WOR_FAST_LEVEL_MIN: int = 4096
+#: ... or more candidate buckets than this (each is a round of numpy calls).
+WOR_FAST_LEVEL_RUNS: int = 32
 WOR_FAST_LEVEL_SLACK: float = 1e-13
 #: Rows (V at least WOR_FAST_ADAPT_MIN_V, n >= 3) whose ratios occupy fewer than
 #: ``WOR_FAST_ADAPT_MIN_OCC`` buckets are re-keyed with ``WOR_FAST_ADAPT_BUCKETS`` buckets spread
@@ -1593,11 +1595,16 @@ def wor_prefix_fast(
         # and Q stays, f(k) = f(k - 1) + p_k. They are not evaluated (a top-k draft puts almost
         # the whole vocabulary there).
         idx = np.flatnonzero(cmask[key] & (q > 0))
-        if idx.size > WOR_FAST_LEVEL_MIN and slack < WOR_FAST_LEVEL_SLACK:
-            # Thousands of candidates: tokens of near-zero mass level with the best value (a
-            # row whose optimum is the empty set or nearly so). Those that cannot beat the best
-            # by more than WOR_FAST_LEVEL_SLACK are not evaluated; the slack joins the bound.
-            slack = WOR_FAST_LEVEL_SLACK
+        need = 0.0
+        if idx.size > WOR_FAST_LEVEL_MIN or cand.size > WOR_FAST_LEVEL_RUNS:
+            # Thousands of candidate tokens or many candidate buckets: buckets of near-zero mass
+            # level with the best value, within the error bars (a row whose optimum is the empty
+            # set or nearly so, or masses spread over hundreds of orders of magnitude). Those
+            # that cannot beat the best by more than the slack are not evaluated; the slack (at
+            # least twice the error bars involved) joins the bound.
+            need = max(WOR_FAST_LEVEL_SLACK, 2.0 * (best_err + float(np.max(err_end[cand]))))
+        if slack < need <= 0.25 * WOR_FAST_MAX_ERROR:
+            slack = need
             error = max(error, slack)
             cand = np.flatnonzero((lb < best + best_err - slack) & cand_c)
             cmask[:] = False
@@ -1854,5 +1861,7 @@ def wor_prefix_fast(
     if extra.size:
         mask[extra] = True
     info["candidate_tokens"] = float(n_cand)
+    info["candidate_buckets"] = float(cand.size)
+    info["slack"] = slack
     info["evaluated_tokens"] = float(n_eval)
     return WorFast(value=value, mask=mask, error=error, info=info)
