@@ -308,6 +308,18 @@ class Typical(LossyVerifier):
 
         return _rows(pv, qv, one)
 
+    def output_law(self, p: Any, q: Any, n: int) -> np.ndarray:
+        r"""Closed form: the accepted mass plus the rejected mass on :math:`y^*`."""
+        n = check_n(n)
+        pv, qv = validate_pair(p, q)
+
+        def one(pr: np.ndarray, qr: np.ndarray) -> np.ndarray:
+            a = self.accepted_mass(pr, qr, n)
+            a[_argmax(pr)] += max(0.0, 1.0 - float(a.sum()))
+            return a
+
+        return _rows(pv, qv, one)
+
     def tuple_law(self, p: Any, q: Any, drafts: Any) -> tuple[np.ndarray, np.ndarray]:
         pv, _qv, exact = law_pair(p, q)
         d = set(check_drafts(drafts, None, pv.shape[0]).tolist())
