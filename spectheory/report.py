@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,9 @@ class Analysis:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: ``meta``, ``summary`` (:meth:`rows`), ``per_position``, ``notes``."""
+        """JSON-ready dict: ``meta`` (with the provenance keys ``spectheory_version`` and
+        ``created_utc``, an ISO 8601 UTC timestamp), ``summary`` (:meth:`rows`), ``per_position``,
+        ``notes``."""
 
         def clean(x: Any) -> Any:
             if isinstance(x, float) and not math.isfinite(x):
@@ -184,8 +187,12 @@ class Analysis:
             "acceptance": {f"{v}/n={n}": a.tolist() for (v, n), a in self.acceptance.items()},
             "gap": {f"{v}/n={n}": a.tolist() for (v, n), a in self.gap.items()},
         }
+        from . import __version__
+
+        prov = {"spectheory_version": __version__,
+                "created_utc": datetime.now(UTC).isoformat(timespec="seconds")}
         return {
-            "meta": {**self.meta, "positions": self.positions, "ns": list(self.ns),
+            "meta": {**prov, **self.meta, "positions": self.positions, "ns": list(self.ns),
                      "schemes": list(self.schemes), "gamma": self.gamma},
             "summary": [{k: clean(v) for k, v in r.items()} for r in self.rows()],
             "per_position": per,

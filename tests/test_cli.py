@@ -14,12 +14,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import spectheory
 from spectheory.cli import main
 from spectheory.logits import probs
 from spectheory.report import analyze, chain_efficiency
@@ -145,6 +147,11 @@ def test_analyze_on_dumps_writes_report(tmp_path: Path,
     printed = capsys.readouterr().out
     assert "report written to" in printed and str(out.resolve()) in printed
     rep = json.loads((out / "report.json").read_text())
+    # provenance: package version and a UTC timestamp of this run
+    assert rep["meta"]["spectheory_version"] == spectheory.__version__
+    created = datetime.fromisoformat(rep["meta"]["created_utc"])
+    assert created.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 600
     rows = {(r["kind"], r["name"], r["n"]): r for r in rep["summary"]}
     sd = np.minimum(p, q).sum(axis=1)
     # n = 1: every scheme's alpha* is sum min(p, q) (theory section 2)
