@@ -332,8 +332,7 @@ def analyze(
                 f"argument 'schemes': unknown scheme {s!r} (known: {', '.join(_SCHEME_LABEL)})"
             )
     from . import verifiers as vmod
-    from .api import optimal_acceptance
-    from .solvers import registry
+    from .gap import _rows
 
     notes: list[str] = []
     alpha: dict[tuple[str, int], np.ndarray] = {}
@@ -341,49 +340,40 @@ def analyze(
     gaps: dict[tuple[str, int], np.ndarray] = {}
     scheme_of: dict[tuple[str, int], str] = {}
     known = set(vmod.names())
+    extra: dict[tuple[str, int], np.ndarray | None] = {}  # alpha* of verifiers' other schemes
     for n in ns_t:
         for s in schemes:
             if s == "hub" and n != 2:
                 continue
-            sch = _scheme(s, Q, n)
-            try:
-                entry = registry.pick(sch, "auto", "numpy")
-            except ValueError as exc:
-                notes.append(f"alpha*[{s}], n = {n}: no exact method at V = {P.shape[1]} "
-                             f"({_short(exc)})")
-                continue
-            if entry.method in _EXPLICIT_METHODS:
-                notes.append(f"alpha*[{s}], n = {n}: only the explicit {entry.method!r} method "
-                             f"applies, too large at V = {P.shape[1]}; skipped")
-                continue
-            res = optimal_acceptance(P, sch)
-            alpha[(s, n)] = np.atleast_1d(np.asarray(res.value, dtype=np.float64))
+            a = _alpha_or_note(s, P, Q, n, notes)
+            if a is not None:
+                alpha[(s, n)] = a
         wanted = list(verifiers) if verifiers is not None else [
             v for v in DEFAULT_VERIFIERS
             if v in known and not (v == "spechub" and n != 2) and not (v == "greedy" and n < 2)
         ]
-        chosen = []
         for v in wanted:
             rule = vmod.get(v)()
-            if not rule.exact_feasible(P, Q, n):
-                notes.append(f"verifier {v}, n = {n}: exact acceptance too costly at this size "
-                             "(Monte Carlo via spectheory.gap(..., verifiers=[...])); skipped")
+            try:
+                if not rule.exact_feasible(P, Q, n):
+                    notes.append(f"verifier {v}, n = {n}: exact acceptance too costly at this "
+                                 "size (Monte Carlo via spectheory.gap(..., verifiers=[...])); "
+                                 "skipped")
+                    continue
+                s = rule.scheme(Q[0], n).name
+                a_rule = _rows(rule, P, Q, n)
+            except SpecTheoryInputError as exc:
+                notes.append(f"verifier {v}, n = {n}: skipped: {_short(exc, 200)}{_hint(exc)}")
                 continue
-            chosen.append(v)
-        if chosen:
-            from .gap import gap as gap_fn
-
-            # schemes whose alpha* we have already (or know to be unavailable) are not recomputed
-            rep = gap_fn(P, Q, n, verifiers=chosen, schemes=())
-            for v in chosen:
-                s = rep.scheme_of[v]
-                scheme_of[(v, n)] = s
-                acc[(v, n)] = rep.acceptance[v]
-                bound = alpha.get((s, n), rep.alpha_star.get(s))
-                if bound is None:
-                    bound = np.full(P.shape[0], np.nan)
-                gaps[(v, n)] = bound - rep.acceptance[v]
-            notes.extend(f"n = {n}: {m}" for m in rep.notes)
+            scheme_of[(v, n)] = s
+            acc[(v, n)] = a_rule
+            bound = alpha.get((s, n))
+            if bound is None:
+                if (s, n) not in extra:
+                    extra[(s, n)] = _alpha_or_note(s, P, Q, n, notes)
+                bound = extra[(s, n)]
+            gaps[(v, n)] = (np.full(P.shape[0], np.nan) if bound is None
+                            else bound - a_rule)
         if progress is not None:
             progress(f"n = {n}")
     return Analysis(
@@ -399,6 +389,42 @@ def analyze(
         notes=list(dict.fromkeys(notes)),
         meta=dict(meta or {}, V=int(P.shape[1])),
     )
+
+
+def _alpha_or_note(s: str, P: np.ndarray, Q: np.ndarray, n: int,
+                   notes: list[str]) -> np.ndarray | None:
+    """alpha* per position of scheme ``s`` with ``n`` drafts, or None with a note saying why
+    (no fast exact method at this size; a draft with fewer than ``n`` tokens, e.g. temperature 0
+    or top-k truncation, for which the scheme is undefined)."""
+    from .api import optimal_acceptance
+    from .solvers import registry
+
+    try:
+        sch = _scheme(s, Q, n)
+    except SpecTheoryInputError as exc:
+        notes.append(f"alpha*[{s}], n = {n}: skipped: {_short(exc, 200)}{_hint(exc, s)}")
+        return None
+    try:
+        entry = registry.pick(sch, "auto", "numpy")
+    except ValueError as exc:
+        notes.append(f"alpha*[{s}], n = {n}: no exact method at V = {P.shape[1]} "
+                     f"({_short(exc)})")
+        return None
+    if entry.method in _EXPLICIT_METHODS:
+        notes.append(f"alpha*[{s}], n = {n}: only the explicit {entry.method!r} method "
+                     f"applies, too large at V = {P.shape[1]}; skipped")
+        return None
+    res = optimal_acceptance(P, sch)
+    return np.atleast_1d(np.asarray(res.value, dtype=np.float64))
+
+
+def _hint(exc: Exception, scheme: str | None = None) -> str:
+    """What to do about a draft with fewer than ``n`` tokens of positive mass."""
+    if "fewer than n" not in str(exc):
+        return ""
+    drop = f" or drop {scheme!r} from --schemes" if scheme else ""
+    return (" (a one-hot or truncated draft, e.g. temperature 0 or top-k, has fewer tokens than "
+            f"n: lower --n{drop})")
 
 
 def _short(exc: Exception, limit: int = 140) -> str:

@@ -169,6 +169,34 @@ def test_analyze_on_dumps_writes_report(tmp_path: Path,
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_analyze_one_hot_draft_skips_with_notes(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A one-hot draft (temperature 0) has fewer tokens than n: the report skips the schemes
+    that need n distinct tokens, with a note naming --schemes, instead of aborting."""
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(20), size=5)
+    q = np.zeros((5, 20))
+    q[np.arange(5), rng.integers(0, 20, 5)] = 1.0
+    q[1] = rng.dirichlet(np.ones(20))  # one soft row: the skip is decided over all rows
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "rep"
+    assert main(["analyze", "--p", str(tmp_path / "p.npy"), "--q", str(tmp_path / "q.npy"),
+                 "--n", "1,2", "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    rows = {(r["kind"], r["name"], r["n"]): r for r in rep["summary"]}
+    sd = np.minimum(p, q).sum(axis=1).mean()
+    for s in ("iid", "wor", "greedy"):  # n = 1 is defined for every scheme
+        assert abs(rows[("alpha*", s, 1)]["mean"] - sd) <= EXACT_TOL
+    assert rows[("alpha*", "iid", 2)]["mean"] is not None
+    assert rows[("alpha*", "wor", 2)]["mean"] is None  # skipped, not approximated
+    assert ("verifier", "rrs_wor", 2) not in rows and ("verifier", "rrs", 2) in rows
+    notes = [m for m in rep["notes"] if m.startswith("alpha*[wor], n = 2: skipped")]
+    assert notes and "--schemes" in notes[0] and "--n" in notes[0]
+    assert "alpha*[wor], n = 2: skipped" in printed
+
+
 def test_analysis_block_efficiency_formula() -> None:
     # theory section 7 by hand: windows (0.5, 1.0) and (1.0, 0.0) with gamma = 2
     a = np.array([0.5, 1.0, 0.0])
