@@ -221,7 +221,7 @@ def _collect_models(args: argparse.Namespace, console: Any) -> tuple[np.ndarray,
         models.cache_dir() / models._SMOLLM2_CACHE_NAME / "spectheory-cache.json").is_file()
     note = " (first run converts and caches it, ~20 s)" if first else ""
     with _status(console, f"loading the target model{note}"):
-        target, tok = models.load_model(args.target)
+        target, tok = _load_model(models, args.target, "--target")
     if args.draft in ("skip", "quant", "ngram", "self"):
         desc = {"skip": f"target with {args.skip} layers skipped (self-speculative)",
                 "quant": f"target re-quantised to {args.bits} bits",
@@ -238,7 +238,7 @@ def _collect_models(args: argparse.Namespace, console: Any) -> tuple[np.ndarray,
                 draft = target
     else:
         with _status(console, f"loading the draft model {args.draft}"):
-            draft, _ = models.load_model(args.draft)
+            draft, _ = _load_model(models, args.draft, "--draft")
         desc = str(args.draft)
     if args.text:
         try:
@@ -264,6 +264,15 @@ def _collect_models(args: argparse.Namespace, console: Any) -> tuple[np.ndarray,
     if not args.no_blocks:
         meta["blocks"] = _blocks(args, console, models, target, draft, pairs.ids)
     return pairs.p, pairs.q, meta
+
+
+def _load_model(models: Any, source: str, flag: str) -> Any:
+    """``models.load_model`` with its error in command-line terms (the flag, one line)."""
+    try:
+        return models.load_model(source)
+    except ValueError as exc:
+        msg = str(exc).strip().splitlines()[0]
+        raise CLIError(msg.replace("argument 'source'", flag)) from None
 
 
 def _blocks(args: argparse.Namespace, console: Any, models: Any, target: Any, draft: Any,

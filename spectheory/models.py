@@ -205,8 +205,9 @@ def load_model(source: Any = "smollm2", *, cache: bool = True) -> tuple[Any, Any
         model = transformers.AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
     except OSError as exc:
         raise SpecTheoryInputError(
-            f"argument 'source': cannot load {source!r} offline (not a local model directory nor "
-            f"a hub name in the local cache): {exc}"
+            f"argument 'source': cannot load {source!r}: not a local model directory nor a hub "
+            "name in the local cache (models are loaded offline; download it first, e.g. with "
+            "huggingface-cli download)"
         ) from exc
     return model.eval(), tok
 

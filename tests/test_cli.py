@@ -245,6 +245,17 @@ def test_analyze_default_pair_end_to_end(tmp_path: Path) -> None:
     assert "Block level" in r.stdout
 
 
+@pytest.mark.skipif(not _have_models(), reason="model extra not installed")
+def test_analyze_bad_model_name_is_one_line(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown model name: one line naming the flag, not transformers' multi-line text."""
+    argv = ["analyze", "--target", "does/not-exist", "--no-blocks", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--target" in err and "does/not-exist" in err
+    assert "argument 'source'" not in err and "huggingface.co" not in err
+
+
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
