@@ -29,7 +29,37 @@ def test_section8_gaps() -> None:
     assert g["sd"][0] == pytest.approx(19 / 25 - 3 / 5, abs=EXACT_ATOL)
     assert g["greedy"][0] == pytest.approx(0.0, abs=EXACT_ATOL)
     assert r.scheme_of["rrs_wor"] == "wor" and r.scheme_of["kseq"] == "iid"
-    assert set(r.scheme_of) == {"sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy"}
+    assert set(r.gap) == {"sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy"}
+    assert set(r.bias) == {"naive", "exact_match", "onehot_draft", "typical", "ensemble"}
+
+
+def test_lossy_rules_with_exact_bias() -> None:
+    # by hand on theory.md section 8 (beta = sum min(p, q) = 3/5, y* = 0, n = 2):
+    # naive: acceptance beta (1 + (1 - beta)) = 21/25, output law min(p,q) (1 + (1 - beta))
+    #   + (1 - beta)(p - q)_+ = (0.28, 0.42, 0.14) + (0.16, 0, 0) -> TV from p = 4/25;
+    # exact_match: acceptance 1 - (1 - q(y*))^2 = 9/25, bias 1 - p(y*) = 2/5;
+    # ensemble (w = 1/2): acceptance beta + (1 - beta)/2 = 4/5, bias (1 - beta)/2 = 1/5.
+    r = st.gap(P8, Q8, 2)
+    for v, acc, tv in (("naive", 21 / 25, 4 / 25), ("exact_match", 9 / 25, 2 / 5),
+                       ("ensemble", 4 / 5, 1 / 5)):
+        assert r.acceptance[v][0] == pytest.approx(acc, abs=EXACT_ATOL)
+        assert r.bias[v][0] == pytest.approx(tv, abs=EXACT_ATOL)
+        assert not r.lossless(v) and v not in r.gap
+    # lossy rules may beat alpha*: naive accepts 21/25 > alpha*_iid = 19/25, no negative "gap"
+    assert r.acceptance["naive"][0] > r.alpha_star["iid"][0]
+    assert r.lossless("rrs") and "bias[naive]" in r.summary() and "gap[naive]" not in r.summary()
+    text = r.table()
+    assert "naive (lossy)" in text and "bias (TV)" in text and "-0.0000" not in text
+    recs = [x for x in r.records() if x["verifier"] == "exact_match"]
+    assert recs[0]["lossless"] is False and recs[0]["bias"] == pytest.approx(0.4)
+    # explicit verifiers: no lossy rows unless asked; a lossless name is not a lossy rule
+    assert not st.gap(P8, Q8, 2, verifiers=["rrs"]).bias
+    assert set(st.gap(P8, Q8, 2, verifiers=["rrs"], lossy=["typical"]).bias) == {"typical"}
+    with pytest.raises(ValueError, match="'lossy'"):
+        st.gap(P8, Q8, 2, lossy=["rrs"])
+    # a one-hot draft with fewer tokens than n: onehot_draft is skipped with a note
+    r1 = st.gap(P8, [1.0, 0.0, 0.0], 2, verifiers=["rrs"], lossy=["onehot_draft", "ensemble"])
+    assert set(r1.bias) == {"ensemble"} and any("onehot_draft" in m for m in r1.notes)
 
 
 def test_batched_per_position_and_summaries() -> None:
