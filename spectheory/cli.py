@@ -393,7 +393,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     blocks = meta.pop("blocks", None)
     with _progress(console, "alpha*, verifiers and gaps per n", len(ns)) as step:
         res = analyze(p, q, ns=ns, schemes=schemes, gamma=args.gamma, meta=meta,
-                      progress=step)
+                      lossy=() if args.no_lossy else None, progress=step)
     res.blocks = list(blocks or [])
     paths = res.write(args.out, plots=not args.no_plots)
     _report(console, res, paths)
@@ -410,7 +410,8 @@ def _load_as(spec: str, role: str, flag: str) -> np.ndarray:
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
-    return f"{x:.{digits}f}"
+    out = f"{x:.{digits}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out  # no "-0.0000"
 
 
 def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
@@ -430,12 +431,15 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
     header = ["n", "scheme", "alpha* mean", *[f"alpha* {k}" for k in qk], "block eff."]
     arows = [[str(r["n"]), r["name"], _fmt(r["mean"]), *[_fmt(r[k]) for k in qk],
               _fmt(r["block_efficiency"], 3)] for r in rows if r["kind"] == "alpha*"]
-    vheader = ["n", "verifier", "scheme", "acceptance", "gap mean", "block eff."]
-    vrows = [[str(r["n"]), r["name"], r["scheme"], _fmt(r["mean"]), _fmt(r["gap_mean"]),
+    vheader = ["n", "verifier", "scheme", "acceptance", "gap mean", "bias (TV)", "block eff."]
+    vrows = [[str(r["n"]), r["name"], r["scheme"],
+              _fmt(r["mean"]), _fmt(r["gap_mean"]) if r["lossless"] else "lossy",
+              "0" if r["lossless"] else _fmt(r["bias_mean"]),
               _fmt(r["block_efficiency"], 3)] for r in rows if r["kind"] == "verifier"]
     title_a = f"Optimal acceptance alpha* per position (gamma = {res.gamma} for block efficiency)"
     for title, head, body in ((title_a, header, arows),
-                              ("Verifiers: acceptance and gap to alpha* of their scheme",
+                              ("Verifiers: acceptance and gap to alpha* of their scheme; lossy "
+                               "rules: bias instead of a gap",
                                vheader, vrows)):
         if Table is not None and console is not None:
             t = Table(title=title, title_justify="left")
@@ -564,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (1: fastest on a shared or busy machine)")
     a.add_argument("--out", default=DEFAULT_OUT, help=f"output directory ({DEFAULT_OUT}/)")
     a.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    a.add_argument("--no-lossy", action="store_true",
+                   help="leave out the lossy rules (naive, exact_match, onehot_draft, typical, "
+                        "ensemble), shown by default with their bias")
     a.set_defaults(func=cmd_analyze)
 
     b = sub.add_parser(

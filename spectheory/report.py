@@ -121,6 +121,10 @@ class Analysis:
         Provenance (models, text, knobs, sizes, timings).
     blocks
         Block-level rows of :func:`block_level` (empty when not computed).
+    bias
+        ``(verifier, n)`` -> exact total variation of a lossy rule's output law from ``p`` per
+        position (lossy rules have no entry in ``gap``: their acceptance may exceed
+        :math:`\alpha^*`).
     """
 
     ns: tuple[int, ...]
@@ -135,6 +139,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    bias: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     @property
     def positions(self) -> int:
@@ -144,29 +149,43 @@ class Analysis:
         """Summary rows: one per (scheme, n) for :math:`\\alpha^*` and one per (verifier, n).
 
         Keys: ``kind`` (``"alpha*"`` or ``"verifier"``), ``name``, ``scheme``, ``n``, ``mean``,
-        the quantiles, ``gap_mean`` (verifiers), ``block_efficiency``.
+        the quantiles, ``gap_mean`` (lossless verifiers; NaN for lossy ones), ``lossless``,
+        ``bias_mean`` (mean total variation of the output from p; 0 for lossless rules),
+        ``block_efficiency`` (of a lossy rule: tokens per call of a chain that no longer samples
+        from p).
         """
         out: list[dict[str, Any]] = []
         qkeys = [f"q{round(100 * q):02d}" for q in self.quantiles]
         for n in self.ns:
             for s in self.schemes:
                 a = self.alpha_star.get((s, n))
-                row: dict[str, Any] = {"kind": "alpha*", "name": s, "scheme": s, "n": n}
+                row: dict[str, Any] = {"kind": "alpha*", "name": s, "scheme": s, "n": n,
+                                       "lossless": True}
                 if a is None:
                     row.update({"mean": math.nan, **dict.fromkeys(qkeys, math.nan),
-                                "gap_mean": math.nan, "block_efficiency": math.nan})
+                                "gap_mean": math.nan, "bias_mean": 0.0,
+                                "block_efficiency": math.nan})
                 else:
                     row.update(_stats(a, self.quantiles))
                     row["gap_mean"] = 0.0
+                    row["bias_mean"] = 0.0
                     row["block_efficiency"] = chain_efficiency(a, self.gamma)
                 out.append(row)
             for (v, vn), acc in self.acceptance.items():
                 if vn != n:
                     continue
-                g = self.gap[(v, n)]
-                row = {"kind": "verifier", "name": v, "scheme": self.scheme_of[(v, n)], "n": n}
+                lossy = (v, n) in self.bias
+                row = {"kind": "verifier", "name": v, "scheme": self.scheme_of[(v, n)], "n": n,
+                       "lossless": not lossy}
                 row.update(_stats(acc, self.quantiles))
-                row["gap_mean"] = float(np.mean(g)) if np.all(np.isfinite(g)) else math.nan
+                if lossy:
+                    row["gap_mean"] = math.nan
+                    row["bias_mean"] = float(np.mean(self.bias[(v, n)]))
+                else:
+                    g = self.gap[(v, n)]
+                    row["gap_mean"] = (_nz(float(np.mean(g))) if np.all(np.isfinite(g))
+                                       else math.nan)
+                    row["bias_mean"] = 0.0
                 row["block_efficiency"] = chain_efficiency(acc, self.gamma)
                 out.append(row)
         return out
@@ -186,6 +205,7 @@ class Analysis:
             "alpha_star": {f"{s}/n={n}": a.tolist() for (s, n), a in self.alpha_star.items()},
             "acceptance": {f"{v}/n={n}": a.tolist() for (v, n), a in self.acceptance.items()},
             "gap": {f"{v}/n={n}": a.tolist() for (v, n), a in self.gap.items()},
+            "bias": {f"{v}/n={n}": a.tolist() for (v, n), a in self.bias.items()},
         }
         from . import __version__
 
@@ -283,6 +303,7 @@ def analyze(
     ns: Sequence[int] = DEFAULT_NS,
     schemes: Sequence[str] = DEFAULT_SCHEMES,
     verifiers: Sequence[str] | None = None,
+    lossy: Sequence[str] | None = None,
     gamma: int = DEFAULT_GAMMA,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     meta: dict[str, Any] | None = None,
@@ -301,6 +322,10 @@ def analyze(
     verifiers
         Verifier names; default: the standard lossless rules registered in
         :mod:`spectheory.verifiers` whose exact acceptance is affordable at this size.
+    lossy
+        Lossy rules (``lossless = False``) reported with their acceptance and exact bias (total
+        variation of the output law from ``p``), never with a gap. Default: every registered rule
+        of :data:`spectheory.gap.DEFAULT_LOSSY`; ``()`` for none.
     gamma
         Chain length for the block efficiency.
     quantiles
@@ -332,9 +357,16 @@ def analyze(
                 f"argument 'schemes': unknown scheme {s!r} (known: {', '.join(_SCHEME_LABEL)})"
             )
     from . import verifiers as vmod
-    from .gap import _rows
+    from .gap import DEFAULT_LOSSY, LOSSY_NOTE, N_FREE_LOSSY, _rows, lossy_values
 
     notes: list[str] = []
+    bias: dict[tuple[str, int], np.ndarray] = {}
+    lossy_names = ([v for v in DEFAULT_LOSSY if v in set(vmod.names())] if lossy is None
+                   else list(lossy))
+    for v in lossy_names:
+        if vmod.get(v).lossless:
+            raise SpecTheoryInputError(f"argument 'lossy': {v!r} is a lossless rule")
+    n_free: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     alpha: dict[tuple[str, int], np.ndarray] = {}
     acc: dict[tuple[str, int], np.ndarray] = {}
     gaps: dict[tuple[str, int], np.ndarray] = {}
@@ -374,8 +406,24 @@ def analyze(
                 bound = extra[(s, n)]
             gaps[(v, n)] = (np.full(P.shape[0], np.nan) if bound is None
                             else bound - a_rule)
+        for v in lossy_names:
+            rule = vmod.get(v)()
+            try:
+                scheme_of[(v, n)] = rule.scheme(Q[0], n).name
+                if v in N_FREE_LOSSY and v in n_free:
+                    acc[(v, n)], bias[(v, n)] = n_free[v]
+                else:
+                    acc[(v, n)], bias[(v, n)] = lossy_values(rule, P, Q, n)
+                    if v in N_FREE_LOSSY:
+                        n_free[v] = (acc[(v, n)], bias[(v, n)])
+            except SpecTheoryInputError as exc:
+                scheme_of.pop((v, n), None)
+                notes.append(f"lossy rule {v}, n = {n}: skipped: {_short(exc, 200)}"
+                             f"{_hint(exc)}")
         if progress is not None:
             progress(f"n = {n}")
+    if bias:
+        notes.append(LOSSY_NOTE)
     return Analysis(
         ns=ns_t,
         schemes=tuple(schemes),
@@ -388,7 +436,13 @@ def analyze(
         quantiles=tuple(float(x) for x in quantiles),
         notes=list(dict.fromkeys(notes)),
         meta=dict(meta or {}, V=int(P.shape[1])),
+        bias=bias,
     )
+
+
+def _nz(x: float) -> float:
+    """``-0.0`` (and rounding noise below 1e-15 in magnitude) as ``0.0``."""
+    return 0.0 if abs(x) < 1e-15 else x
 
 
 def _alpha_or_note(s: str, P: np.ndarray, Q: np.ndarray, n: int,

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import spectheory
-from spectheory.cli import main
+from spectheory.cli import _fmt, main
 from spectheory.logits import probs
 from spectheory.report import analyze, chain_efficiency
 
@@ -161,7 +161,7 @@ def test_analyze_on_dumps_writes_report(tmp_path: Path,
     iid = [rows[("alpha*", "iid", n)]["mean"] for n in (1, 2, 4, 8)]
     assert all(a < b for a, b in itertools.pairwise(iid))
     assert rows[("alpha*", "wor", 2)]["mean"] >= rows[("alpha*", "iid", 2)]["mean"] - EXACT_TOL
-    gaps = [r["gap_mean"] for r in rep["summary"] if r["kind"] == "verifier"]
+    gaps = [r["gap_mean"] for r in rep["summary"] if r["kind"] == "verifier" and r["lossless"]]
     assert gaps and min(gaps) >= -EXACT_TOL
     with (out / "summary.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(rep["summary"])
@@ -195,6 +195,35 @@ def test_analyze_one_hot_draft_skips_with_notes(tmp_path: Path,
     notes = [m for m in rep["notes"] if m.startswith("alpha*[wor], n = 2: skipped")]
     assert notes and "--schemes" in notes[0] and "--n" in notes[0]
     assert "alpha*[wor], n = 2: skipped" in printed
+
+
+def test_analyze_shows_lossy_rules_with_bias(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Lossy rules appear next to the lossless ones with their exact bias, marked lossy, with
+    no gap; no "-0.0000" in the printed gap column."""
+    pp, qq, p, q = _dumps(tmp_path)
+    out = tmp_path / "rep"
+    assert main(["analyze", "--p", str(pp), "--q", str(qq), "--n", "1,2", "--out", str(out),
+                 "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    rows = {(r["name"], r["n"]): r for r in rep["summary"] if r["kind"] == "verifier"}
+    for v in ("naive", "exact_match", "onehot_draft", "typical", "ensemble"):
+        r = rows[(v, 2)]
+        assert r["lossless"] is False and r["gap_mean"] is None and r["bias_mean"] > 0
+    assert rows[("rrs", 2)]["lossless"] is True and rows[("rrs", 2)]["bias_mean"] == 0
+    # exact values: ensemble (w = 1/2) bias (1 - beta)/2; naive with one draft is sd (bias 0)
+    beta = np.minimum(p, q).sum(axis=1)
+    assert abs(rows[("ensemble", 2)]["bias_mean"] - np.mean((1 - beta) / 2)) <= EXACT_TOL
+    assert rows[("naive", 1)]["bias_mean"] <= EXACT_TOL
+    assert rows[("naive", 2)]["mean"] > rep["summary"][0]["mean"]  # beats alpha*: no "gap"
+    assert len(rep["per_position"]["bias"]["typical/n=2"]) == p.shape[0]
+    assert "lossy" in printed and "bias (TV)" in printed and "-0.0000" not in printed
+    assert _fmt(-0.0) == _fmt(-3e-17) == "0.0000" and _fmt(-0.25) == "-0.2500"
+    assert main(["analyze", "--p", str(pp), "--q", str(qq), "--n", "2", "--out", str(out),
+                 "--no-plots", "--no-lossy"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert all(r["lossless"] for r in rep["summary"])
 
 
 def test_analysis_block_efficiency_formula() -> None:
