@@ -40,7 +40,7 @@ GPU_SHAPES = [(1024, 32768), (1024, 131072), (256, 262144)]
 #: (B, V, scheme, n) cases of each mode.
 GPU_CASES = [(B, V, k, n) for B, V in GPU_SHAPES for k, n in [("iid", 2), ("iid", 4), ("iid", 8),
                                                                ("wor", 4)]]
-QUICK_CASES = [(2, 131072, "iid", 2), (2, 131072, "iid", 8), (2, 131072, "wor", 2),
+QUICK_CASES = [(2, 131072, "iid", 2), (2, 131072, "iid", 8), (2, 131072, "wor", 2), (2, 8192, "iid", 4),
                (2, 8192, "wor", 4)]
 
 
