@@ -245,38 +245,53 @@ class Analysis:
 
         out = Path(outdir)
         title = self.meta.get("title", "")
-        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
         colors = {"iid": "C0", "wor": "C1", "greedy": "C2", "hub": "C3"}
+        lo, hi = self.quantiles[0], self.quantiles[-1]
+        band = f"q{round(100 * lo):02d}-q{round(100 * hi):02d}"
         for s in self.schemes:
             ns = [n for n in self.ns if (s, n) in self.alpha_star]
             if not ns:
                 continue
             a = [self.alpha_star[(s, n)] for n in ns]
-            lo, hi = self.quantiles[0], self.quantiles[-1]
             ax.plot(ns, [float(np.mean(x)) for x in a], "o-", color=colors.get(s),
                     label=f"α* {_SCHEME_LABEL.get(s, s)} (mean)")
-            ax.fill_between(ns, [float(np.quantile(x, lo)) for x in a],
-                            [float(np.quantile(x, hi)) for x in a], color=colors.get(s),
-                            alpha=0.06, lw=0)
-        for v in ("rrs", "kseq"):
+            # the band as its two edges (thin dotted lines) plus a very light fill:
+            # overlapping bands of several schemes stay readable
+            los = [float(np.quantile(x, lo)) for x in a]
+            his = [float(np.quantile(x, hi)) for x in a]
+            ax.fill_between(ns, los, his, color=colors.get(s), alpha=0.04, lw=0)
+            ax.plot(ns, los, ":", color=colors.get(s), lw=0.9, alpha=0.8,
+                    label=f"α* {_SCHEME_LABEL.get(s, s)} {band}")
+            ax.plot(ns, his, ":", color=colors.get(s), lw=0.9, alpha=0.8)
+        for v, marker in (("rrs", "x"), ("kseq", "+")):
             ns = [n for n in self.ns if (v, n) in self.acceptance]
-            if ns:
-                ax.plot(ns, [float(np.mean(self.acceptance[(v, n)])) for n in ns], "x--",
-                        label=f"{v} verifier (mean)", alpha=0.8)
+            if ns:  # drawn in the colour of the scheme whose alpha* bounds it
+                s = self.scheme_of[(v, ns[0])]
+                ax.plot(ns, [float(np.mean(self.acceptance[(v, n)])) for n in ns],
+                        marker=marker, ls="--", color=colors.get(s, "C7"),
+                        label=f"{v} verifier, {_SCHEME_LABEL.get(s, s)} drafts (mean)",
+                        alpha=0.9)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(self.ns), [str(n) for n in self.ns])
         ax.set_xlabel("number of drafts n")
-        ax.set_ylabel(f"acceptance per position (bands: q{round(100 * self.quantiles[0]):02d}"
-                      f"-q{round(100 * self.quantiles[-1]):02d} of α*)")
+        ax.set_ylabel(f"acceptance per position (dotted: {band} of α*)")
         ax.set_title(f"Optimal acceptance α* vs n{': ' + title if title else ''}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         fig.tight_layout()
         p1 = out / "alpha_vs_n.png"
         fig.savefig(p1)
         plt.close(fig)
 
         panels = [n for n in self.ns if any(k[1] == n for k in self.gap)]
+        # a panel where every gap is 0 (n = 1: every lossless rule is optimal with one draft,
+        # alpha* = sum min(p, q)) carries no information: left out and said so in the title
+        flat = [n for n in panels if all(
+            np.all(np.abs(g[np.isfinite(g)]) <= 1e-12)
+            for (v, vn), g in self.gap.items() if vn == n)]
+        panels = [n for n in panels if n not in flat] or panels
+        flat = [n for n in flat if n not in panels]
         fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.2 * max(len(panels), 1), 3.6),
                                  dpi=110, sharey=True, squeeze=False)
         for ax, n in zip(axes[0], panels, strict=False):
@@ -288,7 +303,9 @@ class Analysis:
             ax.set_title(f"n = {n}", fontsize=9)
             ax.grid(alpha=0.3, axis="y")
         axes[0][0].set_ylabel("per-position gap α*(scheme) − acceptance")
-        fig.suptitle(f"Verifier gaps{': ' + title if title else ''}", fontsize=9)
+        omitted = (f"\n(n = {', '.join(map(str, flat))} left out: every gap is 0, all lossless "
+                   "rules reach α*)" if flat else "")
+        fig.suptitle(f"Verifier gaps{': ' + title if title else ''}{omitted}", fontsize=9)
         fig.tight_layout()
         p2 = out / "gap_distribution.png"
         fig.savefig(p2)

@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,6 +225,38 @@ def test_analyze_shows_lossy_rules_with_bias(tmp_path: Path,
                  "--no-plots", "--no-lossy"]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert all(r["lossless"] for r in rep["summary"])
+
+
+def test_report_plots_legend_colours_and_panels(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """alpha_vs_n: the quantile bands are in the legend, i.i.d. verifiers in the i.i.d. colour;
+    gap_distribution: no all-zero n = 1 panel (its omission is said in the title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    figs: dict[str, Figure] = {}
+    orig = Figure.savefig
+
+    def keep(self: Figure, fname: Any, *a: Any, **k: Any) -> Any:
+        figs[Path(fname).name] = self
+        return orig(self, fname, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    _, _, p, q = _dumps(tmp_path)
+    analyze(p, q, ns=(1, 2), schemes=("iid", "wor"), lossy=()).plot(tmp_path)
+    ax = figs["alpha_vs_n.png"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("q10-q90" in t and "IID" in t for t in labels)
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    iid = to_hex(lines["α* IID (mean)"].get_color())
+    rrs = next(ln for lab, ln in lines.items() if lab.startswith("rrs verifier"))
+    assert to_hex(rrs.get_color()) == iid
+    gfig = figs["gap_distribution.png"]
+    assert [a.get_title() for a in gfig.axes] == ["n = 2"]
+    assert "n = 1 left out" in gfig._suptitle.get_text()
 
 
 def test_analysis_block_efficiency_formula() -> None:
