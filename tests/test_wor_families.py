@@ -139,3 +139,22 @@ def test_real_smollm2_rows() -> None:
         v, _ = prefix_iid_fast(p[None], q[None], 4)
         vr, _ = prefix_iid_reference(p[None], q[None], 4)
         assert abs(v[0] - vr[0]) <= 6 * p.size * EPS
+
+
+def test_ring_form_no_overflow_real_row() -> None:
+    """A real bigram draft at temperature 0.3, n = 16: candidate runs are formed up to the last
+    quadrature node (one step beyond T), where a plain-form chain used to overflow and its values
+    were dropped silently; no floating-point warning may occur now, and the value matches the
+    reference."""
+    import warnings
+
+    rows = {label: (p, q) for label, p, q in families.real_rows()}
+    if "smollm2_ngram_T0.3_pos27" not in rows:
+        pytest.skip("benchmarks/results/smollm2_logits.npz not present")
+    p, q = rows["smollm2_ngram_T0.3_pos27"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fr = wor_prefix_fast(p, q, 16)
+    assert fr is not None and fr.info.get("ring") == 1.0
+    ref, rerr = reference_alpha(p, q, 16)
+    assert abs(fr.value - ref) <= min(EXACT_TOL, fr.error + rerr + BOUND_SLACK)

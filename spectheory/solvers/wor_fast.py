@@ -936,8 +936,10 @@ def _token_values(
     else:
         Gs = Gk + If
         Ges = Gek + qe + tail + relf * If
-    Qk = np.clip(Sk - lamk * Gs, 0.0, 1.0)
-    ek = lamk * Ges + sum_rel * (Sk + lamk * Gs)
+    with np.errstate(invalid="ignore"):  # (lambda = 0: the whole support, Q = S exactly)
+        lg = np.where(lamk > 0.0, lamk * Gs, 0.0)
+        ek = np.where(lamk > 0.0, lamk * Ges, 0.0) + sum_rel * (Sk + lg)
+    Qk = np.clip(Sk - lg, 0.0, 1.0)
     return 1.0 + Pk - Qk, ek
 
 
@@ -1092,6 +1094,10 @@ def _u_of_t(t: float) -> float:
         if abs(g) <= 1e-13 * (1.0 + abs(v)):
             break
     return u
+
+
+class _NonFinite(Exception):
+    """A sub-bucket end evaluated to a non-finite value (the caller declines the row)."""
 
 
 def _adaptive_spec(r: np.ndarray, M: int) -> tuple[int, int, int] | None:
@@ -1566,7 +1572,8 @@ def wor_prefix_fast(
         cand_c = np.ones(nb, dtype=bool)
     closed3 = closed is not None
     Q_end = np.clip(Sc - lam * G, 0.0, 1.0)
-    err_end = lam * Gerr + sum_rel * (Sc + lam * G)
+    with np.errstate(invalid="ignore"):  # (lambda = 0, G infinite at the full set: no error)
+        err_end = np.where(lam > 0.0, lam * Gerr, 0.0) + sum_rel * (Sc + np.where(lam > 0.0, lam * G, 0.0))
 
     # --- 2. best boundary and candidate buckets ---------------------------------------------
     # Only the boundaries R compete (the others are above ub >= alpha*, section 7.4).
@@ -1629,6 +1636,7 @@ def wor_prefix_fast(
             Im[rows4] = Im4
             info["quad_nodes"] = float(nodes_s.size)
         t_nodes, jac_nodes = tmap(nodes_s)
+        t_top = float(np.max(t_nodes, initial=T if n >= 3 else 0.0))  # last node: up to a step beyond T
         if n >= 3 and bnd is not None and not closed3:
             # polynomial of each candidate run's base set (the boundary before its bucket)
             bases = np.unique(np.maximum(pos_b[starts] - 1, 0))
@@ -1670,7 +1678,7 @@ def wor_prefix_fast(
             vals = np.empty((L, N))
             cur = basec
             rate = rb
-            xs = qs * T
+            xs = qs * t_top
             cap = 0.5 * WOR_FAST_RING_RUN_X
             k = 0
             while k < L:
@@ -1748,6 +1756,8 @@ def wor_prefix_fast(
             es = lamk[sends] * Gee + sum_rel * (Sk[sends] + lamk[sends] * Ge)
             fs = 1.0 + Pk[sends] - Qs
             error = max(error, float(np.max(es)))
+            if not (np.all(np.isfinite(fs)) and np.all(np.isfinite(es))):
+                raise _NonFinite
             isb = int(np.argmin(fs))
             if fs[isb] < value:
                 value, value_err = float(fs[isb]), float(es[isb])
@@ -1789,7 +1799,7 @@ def wor_prefix_fast(
                 rb = float(bnd.rate[b - 1]) if b > 0 and bnd.rate is not None else tot
                 qsb = float(qs_bnd[b - 1]) if b > 0 else 0.0
                 wexp_run = jac_nodes * np.exp(-rb * t_nodes)
-                ring_run = float(np.sum(qr)) * T > WOR_FAST_RING_RUN_X
+                ring_run = float(np.sum(qr)) * t_top > WOR_FAST_RING_RUN_X
             ar = _odds(q, ii, tot)
             Pk = (Pc[b - 1] if b > 0 else 0.0) + np.cumsum(pr)
             Sk = (Sc[b - 1] if b > 0 else 0.0) + np.cumsum(qr)
@@ -1837,7 +1847,10 @@ def wor_prefix_fast(
                 if ring_run:
                     slices.append((0, L, basec, fac))
                 else:
-                    refine(0, L, basec, fac, m_bits, 0, (b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek), slices)
+                    try:
+                        refine(0, L, basec, fac, m_bits, 0, (b, s0, ii, qr, Pk, Sk, lamk, Gk, Gek), slices)
+                    except _NonFinite:
+                        return None
             chain = (Pk, Sk, lamk, Gk, Gek)
             for a0, a1, bc, fc in slices:
                 n_eval += a1 - a0
@@ -1849,6 +1862,8 @@ def wor_prefix_fast(
                     else:
                         If, qe = token_integrals(qr[a0:a1], bc)
                     fk, ek = _token_values(chain, a0, a1, If, qe, tail, rel + n_t * fc, sum_rel)
+                if not (np.all(np.isfinite(fk)) and np.all(np.isfinite(ek))):
+                    return None  # (a safety net: a value that overflowed is never dropped silently)
                 i = int(np.argmin(fk))
                 error = max(error, float(np.max(ek)))
                 if fk[i] < value:
