@@ -63,7 +63,8 @@ from typing import Any
 import numpy as np
 
 from .._validate import SpecTheoryInputError
-from ..tolerances import CERT_GAP_TOL, HIGHS_TOL
+from ..result import Status
+from ..tolerances import CERT_GAP_TOL
 from .problem import MAX_REALIZATIONS, BlockProblem, Model
 
 __all__ = [
@@ -96,20 +97,11 @@ class BoundKind(enum.StrEnum):
     COUPLING = "coupling"
 
 
-class BoundStatus(enum.Enum):
-    """Outcome of :func:`block_bound`. Never free text."""
-
-    #: Solver optimal and, when checked, certified by :func:`check_bound` (gap within
-    #: ``CERT_GAP_TOL``, violations within ``BOUND_FEAS_TOL``).
-    OPTIMAL = "optimal"
-    #: The solver finished but the certificate does not close (``info`` and ``check`` say by how
-    #: much).
-    INACCURATE = "inaccurate"
-    #: No usable solution after every retry (``value`` is nan).
-    FAILED = "failed"
-
-    def __str__(self) -> str:  # pragma: no cover - cosmetic
-        return self.value
+#: Outcome of :func:`block_bound`: the package's one status enum (:class:`spectheory.result.Status`):
+#: ``OPTIMAL`` when certified by :func:`check_bound` (gap within ``CERT_GAP_TOL``, violations within
+#: ``BOUND_FEAS_TOL``), ``INACCURATE`` when the certificate does not close (``info`` and ``check``
+#: say by how much), ``FAILED`` when no usable solution was found (``value`` is nan).
+BoundStatus = Status
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,19 +314,12 @@ def _solve_highs(
     does: simplex with presolve, without, then interior point with crossover."""
     import highspy
 
-    from ..solvers.lp import _new_highs
+    from ..solvers.lp import HIGHS_ATTEMPTS, configured_highs
 
     n_rows, n_cols = A.shape
     info: dict[str, Any] = {"attempts": []}
-    for solver, presolve in (("simplex", "on"), ("simplex", "off"), ("ipm", "off")):
-        h = _new_highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("presolve", presolve)
-        h.setOptionValue("solver", solver)
-        h.setOptionValue("primal_feasibility_tolerance", HIGHS_TOL)
-        h.setOptionValue("dual_feasibility_tolerance", HIGHS_TOL)
-        if solver == "ipm":
-            h.setOptionValue("run_crossover", "on")
+    for solver, presolve in HIGHS_ATTEMPTS:
+        h = configured_highs(solver, presolve)
         lp = highspy.HighsLp()
         lp.num_col_ = n_cols
         lp.num_row_ = n_rows

@@ -119,6 +119,24 @@ def witness_from_duals(v: np.ndarray, p: np.ndarray, scheme: Scheme) -> tuple[np
 _BANNER_SHOWN = False
 
 
+#: Solver attempts in order: simplex with presolve, without, then interior point with crossover.
+HIGHS_ATTEMPTS: tuple[tuple[str, str], ...] = (("simplex", "on"), ("simplex", "off"), ("ipm", "off"))
+
+
+def configured_highs(solver: str, presolve: str) -> Any:
+    """A silent HiGHS instance with the package's tolerances (``HIGHS_TOL``) for one attempt of
+    :data:`HIGHS_ATTEMPTS` (crossover on for the interior-point method)."""
+    h = _new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("presolve", presolve)
+    h.setOptionValue("solver", solver)
+    h.setOptionValue("primal_feasibility_tolerance", HIGHS_TOL)
+    h.setOptionValue("dual_feasibility_tolerance", HIGHS_TOL)
+    if solver == "ipm":
+        h.setOptionValue("run_crossover", "on")
+    return h
+
+
 def _new_highs() -> Any:
     """A silent ``highspy.Highs``; the copyright banner HiGHS prints on first construction goes to
     /dev/null instead of the user's terminal."""
@@ -147,17 +165,10 @@ def _solve_highs(lp: MaxFlowLP) -> tuple[str, np.ndarray | None, np.ndarray | No
     import highspy
 
     E, T, V = lp.num_edges, lp.num_sets, len(lp.p)
-    attempts = [("simplex", "on"), ("simplex", "off"), ("ipm", "off")]
+    attempts = HIGHS_ATTEMPTS
     info: dict[str, Any] = {"solver": "HiGHS (highspy)", "attempts": []}
     for solver, presolve in attempts:
-        h = _new_highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("presolve", presolve)
-        h.setOptionValue("solver", solver)
-        h.setOptionValue("primal_feasibility_tolerance", HIGHS_TOL)
-        h.setOptionValue("dual_feasibility_tolerance", HIGHS_TOL)
-        if solver == "ipm":
-            h.setOptionValue("run_crossover", "on")
+        h = configured_highs(solver, presolve)
         model = highspy.HighsLp()
         model.num_col_ = E
         model.num_row_ = T + V
