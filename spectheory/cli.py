@@ -424,10 +424,6 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
         _print(console, ln)
     rows = res.rows()
     qk = [k for k in rows[0] if k.startswith("q") and k[1:].isdigit()]
-    try:
-        from rich.table import Table
-    except ImportError:  # pragma: no cover
-        Table = None
     header = ["n", "scheme", "alpha* mean", *[f"alpha* {k}" for k in qk], "block eff."]
     arows = [[str(r["n"]), r["name"], _fmt(r["mean"]), *[_fmt(r[k]) for k in qk],
               _fmt(r["block_efficiency"], 3)] for r in rows if r["kind"] == "alpha*"]
@@ -441,17 +437,7 @@ def _report(console: Any, res: Any, paths: dict[str, Path]) -> None:
                               ("Verifiers: acceptance and gap to alpha* of their scheme; lossy "
                                "rules: bias instead of a gap",
                                vheader, vrows)):
-        if Table is not None and console is not None:
-            t = Table(title=title, title_justify="left")
-            for h in head:
-                t.add_column(h, justify="left" if h in ("scheme", "verifier") else "right")
-            for r in body:
-                t.add_row(*r)
-            console.print(t)
-        else:  # pragma: no cover
-            print(title)
-            for r in [head, *body]:
-                print("  ".join(r))
+        _print_table(console, title, head, body, ("scheme", "verifier"))
     _block_table(console, res)
     dec = meta.get("decode")
     if dec:
@@ -491,6 +477,13 @@ def _block_table(console: Any, res: Any) -> None:
             body.append([_short_structure(r["structure"]), r["verifier"], _fmt(r["mean"], 3),
                          f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]",
                          _fmt(r["tokens_per_call"], 3)])
+    _print_table(console, title, head, body, ("structure", "verifier"))
+
+
+def _print_table(
+    console: Any, title: str, head: list[str], body: list[list[str]], left: tuple[str, ...]
+) -> None:
+    """A rich table (columns named in ``left`` left-aligned), or plain lines without rich."""
     try:
         from rich.table import Table
     except ImportError:  # pragma: no cover
@@ -498,7 +491,7 @@ def _block_table(console: Any, res: Any) -> None:
     if Table is not None and console is not None:
         t = Table(title=title, title_justify="left")
         for h in head:
-            t.add_column(h, justify="left" if h in ("structure", "verifier") else "right")
+            t.add_column(h, justify="left" if h in left else "right")
         for r in body:
             t.add_row(*r)
         console.print(t)
