@@ -88,7 +88,7 @@ WOR_FAST_RING_T_MAX: float = 1e250
 #: ... and at most this many exactly multiplied tokens (a sequential recurrence over them).
 #: Ring form: candidate buckets must be able to beat the best boundary by more than this (it is
 #: added to the error bound: the value is then within it of the minimum).
-WOR_FAST_RING_SLACK: float = 1e-12
+WOR_FAST_RING_SLACK: float = 5e-12
 WOR_FAST_RING_MAX_BIG: int = 4096
 #: Ring form: largest :math:`q(\text{run})\,T` of a candidate run (its tokens' polynomial is
 #: formed in the plain form; beyond it: reference evaluator).
