@@ -11,6 +11,8 @@ Rooms:
 * :mod:`~spectheory.blocks.verify`: block-level verifiers (token-level rules down the tree);
 * :mod:`~spectheory.blocks.rules`: ``"block"``, ``"multipath"``, ``"traversal"``;
 * :mod:`~spectheory.blocks.acceptance`: :func:`block_acceptance`, exact output laws;
+* :mod:`~spectheory.blocks.batched`: :func:`block_acceptance_batched` (Monte Carlo over many
+  contexts in lockstep, batched model calls);
 * :mod:`~spectheory.blocks.bounds`: :func:`block_bound` (lossless-verifier LP, coupling bound);
 * :mod:`~spectheory.blocks.decode`: :func:`decode`, speculative decoding block by block.
 """
@@ -24,6 +26,7 @@ from .acceptance import (
     block_output_law,
     lossless_gap,
 )
+from .batched import BatchedBlockAcceptance, block_acceptance_batched
 from .bounds import BlockBound, BoundCertificate, BoundCheck, BoundKind, BoundStatus, block_bound, check_bound
 from .decode import DecodeResult, decode
 from .drafts import Chain, Chains, Tree
@@ -44,6 +47,7 @@ from .verify import BlockVerifier, TokenLevel, block_verifier, block_verifier_na
 
 __all__ = [
     "MAX_TREE_NODES",
+    "BatchedBlockAcceptance",
     "BlockAcceptance",
     "BlockBound",
     "BlockMethod",
@@ -64,6 +68,7 @@ __all__ = [
     "TokenLevel",
     "Tree",
     "block_acceptance",
+    "block_acceptance_batched",
     "block_bound",
     "block_efficiency",
     "block_output_law",
