@@ -116,13 +116,17 @@ def block_h(ps: np.ndarray, qs: np.ndarray, xs: np.ndarray) -> np.ndarray:
     rows = np.arange(R)
     w = np.ones(R)
     h = np.empty((g, R))
+    diff = np.empty(ps.shape[1:])
+    tmp = np.empty_like(diff)
     for i in range(g):
         x = xs[i]
         w_next = _ratio(w * ps[i, rows, x], qs[i, rows, x])
         if i > 0:  # h_i for 1 <= i < gamma uses w_i, p_i, q_i
-            wp = w[:, None] * ps[i]
-            s = np.maximum(wp - qs[i], 0.0).sum(axis=1)
-            d = np.maximum(qs[i] - wp, 0.0).sum(axis=1)
+            np.multiply(ps[i], w[:, None], out=diff)
+            diff -= qs[i]  # w_i p_i - q_i
+            s = np.maximum(diff, 0.0, out=tmp).sum(axis=1)
+            # sum [q_i - w_i p_i]_+ (no cancellation); -(a - b) == b - a exactly in IEEE
+            d = -np.minimum(diff, 0.0, out=tmp).sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 h[i - 1] = np.where(d > 0, s / np.where(d > 0, d, 1.0), 1.0)
         w = w_next
@@ -154,9 +158,9 @@ def _check_rows(a: Any, n: int, name: str, V: int | None) -> np.ndarray:
         )
     if V is not None and arr.shape[1] != V:
         raise SpecTheoryInputError(f"argument {name!r}: V = {arr.shape[1]}, expected {V}")
-    if not np.all(np.isfinite(arr)) or arr.min() < 0:
+    sums = arr.sum(axis=1)  # a NaN or infinite entry makes its row sum non-finite
+    if not np.all(np.isfinite(sums)) or arr.min() < 0:
         raise SpecTheoryInputError(f"argument {name!r}: entries must be finite and >= 0")
-    sums = arr.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
     if bad.size:
         raise SpecTheoryInputError(
@@ -265,14 +269,16 @@ def block_acceptance_batched(
 
     prefixes = [c for c in ctx for _ in range(S)]  # row r = context r // S
     xs = np.empty((g, R), dtype=np.int64)
-    qs: list[np.ndarray] = []
+    qs: np.ndarray | None = None
     V: int | None = None
     for i in range(g):
         q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
-        V = q.shape[1]
+        if qs is None:
+            V = q.shape[1]
+            qs = np.empty((g, R, V))
+        qs[i] = q
         x = _draw(q, rng)
         xs[i] = x
-        qs.append(q)
         prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
     # every drafted prefix of every row, depth-major: context + x_1..x_i for i = 0..gamma
     allp = [h[: len(h) - g + i] for i in range(g + 1) for h in prefixes]
@@ -281,10 +287,10 @@ def block_acceptance_batched(
     eta = rng.random((g, R))
     if verifier == "sd":
         p_x = P[np.arange(g)[:, None], rows[None, :], xs]
-        q_x = np.stack([qs[i][rows, xs[i]] for i in range(g)])
+        q_x = qs[np.arange(g)[:, None], rows[None, :], xs]
         lengths = _sd_lengths(sd_acceptance(p_x, q_x), eta)
     else:
-        lengths = _block_lengths(block_h(P, np.stack(qs), xs), eta)
+        lengths = _block_lengths(block_h(P, qs, xs), eta)
     lengths = lengths.astype(np.int64).reshape(B, S)
 
     flat = lengths.ravel()
