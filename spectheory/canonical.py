@@ -355,7 +355,7 @@ def draft_hit_probability(p: Any, scheme: Scheme, beta: BetaLike) -> float:
     broadcast_pair(pv, scheme.batch_shape, scheme.V)
     tuples, probs, Bm = _beta_table(scheme, beta)
     r = probs @ Bm
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # p/r = inf -> 1
         acc = np.where(r > 0, np.minimum(1.0, pv / np.where(r > 0, r, 1.0)), 1.0)
     res = np.maximum(pv - r, 0.0)
     tot = res.sum()
