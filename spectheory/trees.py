@@ -801,8 +801,12 @@ def measure_target_cost(model: Any, sizes: Sequence[int], *, context: int = 128,
 
     import torch
 
+    import inspect
+
     g = np.random.default_rng(seed)
     V = int(model.config.vocab_size)
+    # transformers >= 5 names the cache argument ``cache`` (``past_key_values`` is deprecated)
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     ctx = torch.as_tensor(g.integers(0, V, size=(1, context)))
     with torch.no_grad():
         out = model(input_ids=ctx, use_cache=True)
@@ -816,7 +820,7 @@ def measure_target_cost(model: Any, sizes: Sequence[int], *, context: int = 128,
             c = copy.deepcopy(cache)
             t0 = time.perf_counter()
             with torch.no_grad():
-                model(input_ids=x, past_key_values=c, use_cache=True)
+                model(input_ids=x, use_cache=True, **{kw: c})
             best = min(best, time.perf_counter() - t0)
         times.append(best)
     base = times[0]

@@ -273,3 +273,20 @@ def test_decode_agrees_with_prediction_on_context_free_pair() -> None:
                np.random.default_rng(5))
     assert d.low <= r.tokens_per_call <= d.high
     assert d.high - d.low < 0.3
+
+
+@pytest.mark.slow
+def test_measure_target_cost_on_the_embedded_model() -> None:
+    """The cost model measured on SmolLM2 (the real model, timed): relative costs are finite,
+    positive, 1 for one token, one per size. No timing thresholds (timings are not asserted)."""
+    pytest.importorskip("torch")
+    import torch
+
+    from spectheory import models, trees
+
+    torch.set_num_threads(1)
+    m, _ = models.load_model("smollm2")
+    c = trees.measure_target_cost(m, [4, 2], context=16, repeats=1)
+    assert c.target_sizes == (1.0, 2.0, 4.0)
+    assert c.target_costs[0] == 1.0
+    assert all(np.isfinite(x) and x > 0 for x in c.target_costs)
