@@ -797,11 +797,10 @@ def measure_target_cost(model: Any, sizes: Sequence[int], *, context: int = 128,
     ``context`` tokens (best of ``repeats``), relative to ``size = 1``. Tree attention would verify
     a tree in the same call; this times a chain of the same number of tokens."""
     import copy
+    import inspect
     import time
 
     import torch
-
-    import inspect
 
     g = np.random.default_rng(seed)
     V = int(model.config.vocab_size)
