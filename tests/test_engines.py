@@ -195,6 +195,10 @@ def test_cli_tree_on_dumps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     data = json.loads((tmp_path / "tree.json").read_text())
     # conditional rrs_wor vector (3/5, 2/5, 1), the best 4-node tree's value 1.36 (test_trees)
     assert data["tree"]["expected_accepted"] == pytest.approx(1.36)
+    # greedy baseline by hand: first-accept probabilities f = (0.6, 0.16, 0.24); it adds the
+    # nodes of path probability 0.6, 0.36, 0.216, then 0.16 (the root's second child): 1.336
+    assert data["greedy_baseline"]["expected_accepted"] == pytest.approx(1.336)
+    assert "greedy baseline" in out
     assert (tmp_path / "tree.png").exists() and (tmp_path / "tree_budget.png").exists()
 
 

@@ -432,8 +432,14 @@ def cmd_tree(args: argparse.Namespace) -> int:
     p(f"best tree for budget {args.budget}: {t.num_nodes} nodes, depth {t.max_depth}, nodes per "
       f"depth {widths.tolist()}, root children {len(t.children[0])}")
     p(f"predicted tokens per call ({args.verifier}): {res.tokens_per_call:.4f}")
+    from ..trees import greedy_tree
+
+    greedy = greedy_tree(vec.conditional, args.budget, scheme=scheme)
+    p(f"greedy baseline (OPT-Tree / EAGLE-2 expansion by path probability, same budget): "
+      f"{greedy.tokens_per_call:.4f} tokens per call, depth {greedy.tree.max_depth}")
     out: dict[str, Any] = {"meta": meta, "budget": args.budget, "verifier": args.verifier,
-                           "acceptance": vec.to_dict(), "tree": res.to_dict()}
+                           "acceptance": vec.to_dict(), "tree": res.to_dict(),
+                           "greedy_baseline": greedy.to_dict()}
     if star is not None:
         p(f"alpha*-implied vector ({star.scheme}): a* = "
           f"{', '.join(f'{x:.3f}' for x in star.conditional)}")
