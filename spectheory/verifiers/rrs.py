@@ -25,8 +25,8 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, as_distribution, check_n, check_rng
 from ..schemes import IID, Independent, Scheme
-from .base import Verifier, finish_law, is_exact_input, law_pair, law_vector, law_zeros, register
-from .sd import accept_prob, categorical, check_drafts, exact_accept_prob, validate_pair
+from .base import Verifier, is_exact_input, law_pair, law_vector, register
+from .sd import accept_prob, categorical, check_drafts, recursive_rejection_law, validate_pair
 
 __all__ = ["RRS"]
 
@@ -129,19 +129,7 @@ class RRS(Verifier):
             pv, qv, exact = law_pair(p, q)
             qs = [qv] * max(n, 1)
         d = check_drafts(drafts, len(qs), pv.shape[0])
-        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
-        zero = 0 * pv[0]
-        alive = 1 + zero
-        r = pv
-        for i, qi in enumerate(qs):
-            x = int(d[i])
-            a = exact_accept_prob(r[x], qi[x], "q" if not self.per_draft else f"q[{i}]")
-            acc[x] += alive * a
-            alive = alive * (1 - a)
-            if alive == 0:
-                return finish_law(acc, rej, exact)
-            rest = np.maximum(r - qi, zero)
-            if rest.sum() == 0:  # only when q sums to more than p by rounding: the
-                break  # leftover (~1e-16) mass keeps the current target
-            r = rest / rest.sum()
-        return finish_law(acc, alive * r, exact)
+        return recursive_rejection_law(
+            pv, d.tolist(), lambda i: qs[i], exact,
+            (lambda i: f"q[{i}]") if self.per_draft else (lambda i: "q"),
+        )

@@ -35,8 +35,8 @@ import numpy as np
 
 from .._validate import SpecTheoryInputError, check_n, check_rng, check_support_at_least
 from ..schemes import Scheme, WithoutReplacement, exclusive_sums
-from .base import Estimate, Verifier, estimate_from, finish_law, law_pair, law_zeros, register
-from .sd import accept_prob, categorical, check_drafts, exact_accept_prob, validate_pair
+from .base import Estimate, Verifier, estimate_from, law_pair, register
+from .sd import accept_prob, categorical, check_drafts, recursive_rejection_law, validate_pair
 
 __all__ = ["MAX_HISTORY_CELLS", "RRSWithoutReplacement"]
 
@@ -232,21 +232,11 @@ class RRSWithoutReplacement(Verifier):
             raise SpecTheoryInputError(
                 f"argument 'drafts': drafts without replacement must be distinct, got {d.tolist()}"
             )
-        acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
-        zero = 0 * pv[0]
-        alive = 1 + zero
-        r = pv
-        avail = qv.copy()
-        for x in d.tolist():
-            qi = avail / avail.sum()  # the remaining tokens' mass, summed directly
-            a = exact_accept_prob(r[x], qi[x])
-            acc[x] += alive * a
-            alive = alive * (1 - a)
-            if alive == 0:
-                return finish_law(acc, rej, exact)
-            rest = np.maximum(r - qi, zero)
-            if rest.sum() == 0:  # only when q sums to more than p by rounding: the
-                break  # leftover (~1e-16) mass keeps the current target
-            r = rest / rest.sum()
-            avail[x] = zero
-        return finish_law(acc, alive * r, exact)
+        drawn = d.tolist()
+
+        def step_law(i: int) -> np.ndarray:
+            avail = qv.copy()
+            avail[drawn[:i]] = 0 * qv[0]
+            return avail / avail.sum()  # the remaining tokens' mass, summed directly
+
+        return recursive_rejection_law(pv, drawn, step_law, exact)

@@ -14,6 +14,7 @@ This module also holds the small input helpers shared by the verifier modules.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -143,3 +144,34 @@ class SD(Verifier):
         if tot > 0:
             rej = (1 - a) * (res / tot)
         return finish_law(acc, rej, exact)
+
+
+def recursive_rejection_law(
+    pv: np.ndarray,
+    drafts: Sequence[int],
+    step_law: Callable[[int], np.ndarray],
+    exact: bool,
+    what: Callable[[int], str] = lambda i: "q",
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Exact ``(acc, rej)`` of recursive rejection sampling on one draft tuple: step :math:`i`
+    accepts draft :math:`x_i` with :math:`\min(1, r_i(x_i)/q_i(x_i))`, else
+    :math:`r_{i+1} = (r_i - q_i)_+ / \sum (r_i - q_i)_+`; after the last rejection the output is
+    drawn from the current target. ``step_law(i)`` is :math:`q_i` (the law draft :math:`i` was
+    drawn from: ``q`` for i.i.d. drafts, ``q`` without the earlier drafts for sampling without
+    replacement). Works in floats and in Fractions (``exact``)."""
+    acc, rej = law_zeros(len(pv), exact), law_zeros(len(pv), exact)
+    zero = 0 * pv[0]
+    alive = 1 + zero
+    r = pv
+    for i, x in enumerate(int(t) for t in drafts):
+        qi = step_law(i)
+        a = exact_accept_prob(r[x], qi[x], what(i))
+        acc[x] += alive * a
+        alive = alive * (1 - a)
+        if alive == 0:
+            return finish_law(acc, rej, exact)
+        rest = np.maximum(r - qi, zero)
+        if rest.sum() == 0:  # only when q sums to more than p by rounding: the
+            break  # leftover (~1e-16) mass keeps the current target
+        r = rest / rest.sum()
+    return finish_law(acc, alive * r, exact)
