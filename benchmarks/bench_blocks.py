@@ -16,24 +16,15 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_core import best_of  # same directory (the script's own folder is on sys.path)
 
 from spectheory import blocks
 from spectheory.blocks import Chain, Chains, Tree, block_acceptance
 
 OUT = Path(__file__).parent / "results" / "bench_blocks.json"
-
-
-def best_of(fn, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def scaling(quick: bool) -> list[dict]:

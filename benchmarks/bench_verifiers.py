@@ -17,21 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_core import best_of  # same directory (the script's own folder is on sys.path)
 
 from spectheory import verifiers as V
 
 RULES = ["sd", "rrs", "rrs_wor", "kseq", "spechub", "greedy", "naive"]
 #: Paths of the RRS-without-replacement estimator where the exact value is out of reach.
 MC_PATHS = 50
-
-
-def _time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -58,7 +50,7 @@ def main() -> None:
             v = V.get(name)()
             if v.exact_feasible(p, q, n):
                 kind = "exact"
-                t = _time(lambda v=v, n=n: v.acceptance(p, q, n), repeats)
+                t = best_of(lambda v=v, n=n: v.acceptance(p, q, n), repeats)
                 value = float(np.mean(v.acceptance(p, q, n)))
             else:
                 kind = f"mc({MC_PATHS} paths)"
