@@ -47,6 +47,7 @@ __all__ = [
 BatchModel = Callable[[list[tuple[int, ...]]], Any]
 
 _VERIFIERS = ("sd", "block")
+_BACKENDS = ("numpy", "jax")
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,7 @@ def _check_rows(a: Any, n: int, name: str, V: int | None) -> np.ndarray:
         raise SpecTheoryInputError(f"argument {name!r}: entries must be finite and >= 0")
     bad = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
     if bad.size:
-        raise SpecTheoryInputError(
-            f"argument {name!r}: row {int(bad[0])} sums to {sums[bad[0]]!r}, not 1"
-        )
+        raise SpecTheoryInputError(f"argument {name!r}: row {int(bad[0])} sums to {sums[bad[0]]!r}, not 1")
     return arr
 
 
@@ -181,6 +180,99 @@ def _draw(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         last = q.shape[1] - 1 - np.argmax(q[zero, ::-1] > 0, axis=1)
         x[zero] = last
     return x
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    lengths: np.ndarray  # (R,)
+    V: int
+
+
+def _prefixes(ctx: list[tuple[int, ...]], S: int) -> list[tuple[int, ...]]:
+    return [c for c in ctx for _ in range(S)]  # row r = context r // S
+
+
+def _all_prefixes(prefixes: list[tuple[int, ...]], g: int) -> list[tuple[int, ...]]:
+    """Every drafted prefix of every row, depth-major: context + x_1..x_i for i = 0..gamma."""
+    return [h[: len(h) - g + i] for i in range(g + 1) for h in prefixes]
+
+
+def _lengths_numpy(
+    target_batch: BatchModel,
+    draft_batch: BatchModel,
+    verifier: str,
+    ctx: list[tuple[int, ...]],
+    S: int,
+    g: int,
+    seed: Any,
+) -> _Drawn:
+    rng = np.random.default_rng(seed)
+    prefixes = _prefixes(ctx, S)
+    R = len(prefixes)
+    xs = np.empty((g, R), dtype=np.int64)
+    qs: np.ndarray | None = None
+    V: int | None = None
+    for i in range(g):
+        q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
+        if qs is None:
+            V = q.shape[1]
+            qs = np.empty((g, R, V))
+        qs[i] = q
+        x = _draw(q, rng)
+        xs[i] = x
+        prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
+    allp = _all_prefixes(prefixes, g)
+    P = _check_rows(target_batch(allp), R * (g + 1), "target_batch", V).reshape(g + 1, R, -1)
+    rows = np.arange(R)
+    eta = rng.random((g, R))
+    if verifier == "sd":
+        p_x = P[np.arange(g)[:, None], rows[None, :], xs]
+        q_x = qs[np.arange(g)[:, None], rows[None, :], xs]
+        lengths = _sd_lengths(sd_acceptance(p_x, q_x), eta)
+    else:
+        lengths = _block_lengths(block_h(P, qs, xs), eta)
+    return _Drawn(lengths, int(P.shape[2]))
+
+
+def _lengths_jax(
+    target_batch: BatchModel,
+    draft_batch: BatchModel,
+    verifier: str,
+    ctx: list[tuple[int, ...]],
+    S: int,
+    g: int,
+    seed: Any,
+) -> _Drawn:
+    """The JAX backend: the same model calls and validation; draws and verification in
+    jit-compiled float64 JAX (:mod:`spectheory.blocks.batched_jax`)."""
+    import jax
+
+    from ..solvers.jax_backend.solve import x64
+    from . import batched_jax as bj
+
+    # a 63-bit JAX seed from numpy's seed sequence (fresh entropy when seed is None)
+    jseed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    prefixes = _prefixes(ctx, S)
+    R = len(prefixes)
+    xs = np.empty((g, R), dtype=np.int64)
+    qs: np.ndarray | None = None
+    V: int | None = None
+    with x64(True):
+        keys = jax.random.split(jax.random.key(jseed), g + 1)
+        for i in range(g):
+            q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
+            if qs is None:
+                V = q.shape[1]
+                qs = np.empty((g, R, V))
+            qs[i] = q
+            x = np.asarray(bj.draw_jit(keys[i], q))
+            xs[i] = x
+            prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
+        allp = _all_prefixes(prefixes, g)
+        P = _check_rows(target_batch(allp), R * (g + 1), "target_batch", V).reshape(g + 1, R, -1)
+        eta = jax.random.uniform(keys[g], (g, R), dtype=np.float64)
+        lengths = np.asarray(bj.lengths_jit(P, qs, xs, eta, verifier=verifier))
+    return _Drawn(lengths, int(P.shape[2]))
 
 
 def block_acceptance_batched(
@@ -220,7 +312,11 @@ def block_acceptance_batched(
     seed, level
         Random seed; confidence level of the interval of the overall mean.
     backend
-        ``"numpy"`` (the only one so far).
+        ``"numpy"`` (default) or ``"jax"``: the per-depth draws, the verifier arithmetic and the
+        accepted lengths run as jit-compiled float64 JAX functions
+        (:mod:`spectheory.blocks.batched_jax`, JAX imported only then); the models stay Python
+        callables and their outputs are validated the same way. The two backends use different
+        random streams (same law, different draws for the same ``seed``).
 
     Examples
     --------
@@ -233,8 +329,10 @@ def block_acceptance_batched(
     >>> r.per_context_mean.shape, r.lengths.shape
     ((2,), (2, 500))
     """
-    if backend != "numpy":
-        raise SpecTheoryInputError(f"argument 'backend': only 'numpy' so far, got {backend!r}")
+    if not isinstance(backend, str) or backend not in _BACKENDS:
+        raise SpecTheoryInputError(
+            f"argument 'backend': expected one of {', '.join(map(repr, _BACKENDS))}; got {backend!r}"
+        )
     if not isinstance(drafts, Chain):
         raise SpecTheoryInputError(
             f"argument 'drafts': the batched sampler drafts one Chain, got {type(drafts).__name__}"
@@ -251,9 +349,7 @@ def block_acceptance_batched(
     try:
         ctx = [tuple(int(t) for t in c) for c in contexts]
     except (TypeError, ValueError):
-        raise SpecTheoryInputError(
-            "argument 'contexts': expected a sequence of token-id sequences"
-        ) from None
+        raise SpecTheoryInputError("argument 'contexts': expected a sequence of token-id sequences") from None
     B = len(ctx)
     if B == 0:
         raise SpecTheoryInputError("argument 'contexts': need at least one context")
@@ -265,33 +361,10 @@ def block_acceptance_batched(
     z = z_value(level)
     g = drafts.gamma
     R = B * S
-    rng = np.random.default_rng(seed)
-
-    prefixes = [c for c in ctx for _ in range(S)]  # row r = context r // S
-    xs = np.empty((g, R), dtype=np.int64)
-    qs: np.ndarray | None = None
-    V: int | None = None
-    for i in range(g):
-        q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
-        if qs is None:
-            V = q.shape[1]
-            qs = np.empty((g, R, V))
-        qs[i] = q
-        x = _draw(q, rng)
-        xs[i] = x
-        prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
-    # every drafted prefix of every row, depth-major: context + x_1..x_i for i = 0..gamma
-    allp = [h[: len(h) - g + i] for i in range(g + 1) for h in prefixes]
-    P = _check_rows(target_batch(allp), R * (g + 1), "target_batch", V).reshape(g + 1, R, -1)
-    rows = np.arange(R)
-    eta = rng.random((g, R))
-    if verifier == "sd":
-        p_x = P[np.arange(g)[:, None], rows[None, :], xs]
-        q_x = qs[np.arange(g)[:, None], rows[None, :], xs]
-        lengths = _sd_lengths(sd_acceptance(p_x, q_x), eta)
-    else:
-        lengths = _block_lengths(block_h(P, qs, xs), eta)
-    lengths = lengths.astype(np.int64).reshape(B, S)
+    run = _lengths_jax if backend == "jax" else _lengths_numpy
+    drawn = run(target_batch, draft_batch, verifier, ctx, S, g, seed)
+    V = drawn.V
+    lengths = drawn.lengths.astype(np.int64).reshape(B, S)
 
     flat = lengths.ravel()
     pmf = np.bincount(flat, minlength=g + 1).astype(np.float64) / R
@@ -299,9 +372,29 @@ def block_acceptance_batched(
     se = float(flat.std(ddof=1) / np.sqrt(R))
     r, c = _rates(pmf)
     return BatchedBlockAcceptance(
-        mean, mean + 1.0, pmf, r, c, se, BlockMethod.MC, verifier, drafts.describe(),
-        mean - z * se, mean + z * se, level, R, None,
-        {"V": V, "seed": seed, "contexts": B, "samples_per_context": S, "backend": backend,
-         "target_calls": 1, "draft_calls": g},
-        lengths, lengths.mean(axis=1),
+        mean,
+        mean + 1.0,
+        pmf,
+        r,
+        c,
+        se,
+        BlockMethod.MC,
+        verifier,
+        drafts.describe(),
+        mean - z * se,
+        mean + z * se,
+        level,
+        R,
+        None,
+        {
+            "V": V,
+            "seed": seed,
+            "contexts": B,
+            "samples_per_context": S,
+            "backend": backend,
+            "target_calls": 1,
+            "draft_calls": g,
+        },
+        lengths,
+        lengths.mean(axis=1),
     )
