@@ -143,9 +143,10 @@ def test_lengths_equal_numpy(g: int) -> None:
 
 
 # ---------------------------------------------------------------------- draw_jax
-def test_draw_jax_never_zero_mass() -> None:
+@pytest.mark.parametrize("V", [9, 50])  # 3 blocks of 3; 8 blocks of 8 with 14 padded zeros
+def test_draw_jax_never_zero_mass(V: int) -> None:
     rng = np.random.default_rng(3)
-    V, R = 9, 900
+    R = 900
     q = np.zeros((R, V))
     hot = rng.integers(0, V, size=R)
     q[np.arange(R), hot] = 1.0  # a single positive entry, anywhere (first, last, middle)
@@ -155,6 +156,7 @@ def test_draw_jax_never_zero_mass() -> None:
     q[600:] = 0.0  # 1 - tiny in front, then tiny masses, trailing zeros (the top-end case)
     q[600:, 0] = 1.0
     q[600:, 1:5] = TINY
+    q[600:750, -1] = TINY  # ... or one tiny mass in the last (padded) block
     pos = q > 0
     draw = jax.jit(draw_jax)
     with x64():

@@ -234,6 +234,19 @@ def _lengths_numpy(
     return _Drawn(lengths, int(P.shape[2]))
 
 
+def _to_device(jax: Any, a: np.ndarray) -> Any:
+    """``a`` on JAX's default device. On a CPU ``device_put`` shares the memory of a 64-byte
+    aligned C-contiguous array instead of copying it, so an array that is not aligned is copied
+    into one that is (one copy either way; none when it already is)."""
+    if a.ctypes.data % 64 or not a.flags.c_contiguous:
+        buf = np.empty(a.size + 8)
+        off = (-buf.ctypes.data % 64) // 8
+        b = buf[off : off + a.size].reshape(a.shape)
+        np.copyto(b, a)
+        a = b
+    return jax.device_put(a)
+
+
 def _lengths_jax(
     target_batch: BatchModel,
     draft_batch: BatchModel,
@@ -255,23 +268,21 @@ def _lengths_jax(
     prefixes = _prefixes(ctx, S)
     R = len(prefixes)
     xs = np.empty((g, R), dtype=np.int64)
-    qs: np.ndarray | None = None
+    qs: list[Any] = []  # the draft rows, kept on the device for the verification
     V: int | None = None
     with x64(True):
         keys = jax.random.split(jax.random.key(jseed), g + 1)
         for i in range(g):
             q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
-            if qs is None:
-                V = q.shape[1]
-                qs = np.empty((g, R, V))
-            qs[i] = q
-            x = np.asarray(bj.draw_jit(keys[i], q))
+            V = q.shape[1]
+            qs.append(_to_device(jax, q))
+            x = np.asarray(bj.draw_jit(keys[i], qs[i]))
             xs[i] = x
             prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
         allp = _all_prefixes(prefixes, g)
         P = _check_rows(target_batch(allp), R * (g + 1), "target_batch", V).reshape(g + 1, R, -1)
         eta = jax.random.uniform(keys[g], (g, R), dtype=np.float64)
-        lengths = np.asarray(bj.lengths_jit(P, qs, xs, eta, verifier=verifier))
+        lengths = np.asarray(bj.lengths_jit(_to_device(jax, P), tuple(qs), xs, eta, verifier=verifier))
     return _Drawn(lengths, int(P.shape[2]))
 
 

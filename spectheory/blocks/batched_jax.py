@@ -30,6 +30,7 @@ Speculative Decoding*, arXiv:2403.10444 (block verification, the :math:`h_i`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 Array = jax.Array
+
+
+def _at(rows: Array, x: Array) -> Array:
+    """``rows[r, x[r]]`` for every row ``r``."""
+    return jnp.take_along_axis(rows, x[:, None], axis=1)[:, 0]
 
 
 def _ratio(num: Array, den: Array) -> Array:
@@ -101,9 +107,11 @@ def block_h_jax(ps: Any, qs: Any, xs: Any) -> Array:
     Parameters
     ----------
     ps
-        ``(gamma + 1, R, V)``: ``ps[i, r]`` is the target row :math:`p_i` of row ``r``.
+        ``(gamma + 1, R, V)``: ``ps[i, r]`` is the target row :math:`p_i` of row ``r`` (or a
+        sequence of ``gamma + 1`` arrays ``(R, V)``; ``ps[gamma]`` is not used).
     qs
-        ``(gamma, R, V)``: the draft rows the tokens were drawn from.
+        ``(gamma, R, V)``: the draft rows the tokens were drawn from (or a sequence of ``gamma``
+        arrays ``(R, V)``, which spares stacking rows already on the device).
     xs
         ``(gamma, R)`` integer drafted tokens.
 
@@ -114,24 +122,25 @@ def block_h_jax(ps: Any, qs: Any, xs: Any) -> Array:
         :func:`spectheory.blocks.batched.block_h` to :math:`10^{-13}` (module docstring for the
         subnormal caveat).
     """
-    ps = jnp.asarray(ps)
-    qs = jnp.asarray(qs, dtype=ps.dtype)
     xs = jnp.asarray(xs)
     g = xs.shape[0]
-    w = jnp.ones(xs.shape[1], dtype=ps.dtype)
+    p0 = jnp.asarray(ps[0])
+    dt = p0.dtype
+    w = jnp.ones(xs.shape[1], dtype=dt)
     h = []
     for i in range(g):  # gamma is static: unrolled
-        p_x = jnp.take_along_axis(ps[i], xs[i][:, None], axis=1)[:, 0]
-        q_x = jnp.take_along_axis(qs[i], xs[i][:, None], axis=1)[:, 0]
+        p_i, q_i = jnp.asarray(ps[i], dtype=dt), jnp.asarray(qs[i], dtype=dt)
+        p_x = _at(p_i, xs[i])
+        q_x = _at(q_i, xs[i])
         # w * (p/q): the ratio first keeps it out of the subnormal range for tiny p(x), q(x)
         safe = jnp.where(q_x > 0, q_x, jnp.ones_like(q_x))
-        lim = jnp.where((w > 0) & (p_x > 0), 1.0, 0.0).astype(ps.dtype)
+        lim = jnp.where((w > 0) & (p_x > 0), 1.0, 0.0).astype(dt)
         w_next = jnp.where(q_x > 0, jnp.minimum(w * (p_x / safe), 1.0), lim)
         if i > 0:
-            diff = ps[i] * w[:, None] - qs[i]
+            diff = p_i * w[:, None] - q_i
             s = jnp.maximum(diff, 0.0).sum(axis=1)
             d = -jnp.minimum(diff, 0.0).sum(axis=1)
-            h.append(jnp.where(d > 0, s / jnp.where(d > 0, d, 1.0), 1.0).astype(ps.dtype))
+            h.append(jnp.where(d > 0, s / jnp.where(d > 0, d, 1.0), 1.0).astype(dt))
         w = w_next
     h.append(w)
     return jnp.stack(h)
@@ -189,44 +198,63 @@ def block_lengths_jax(h: Any, eta: Any) -> Array:
     return jnp.where(ok, idx, 0).max(axis=0)
 
 
+def _first_positive(c: Array, u: Array, mass: Array) -> tuple[Array, Array]:
+    """Per row: the first ``j`` with ``c[j] > u`` and ``mass[j] > 0``, else the last ``j`` with
+    ``mass[j] > 0``."""
+    pos = mass > 0
+    ok = (c > u[:, None]) & pos
+    last = mass.shape[1] - 1 - jnp.argmax(pos[:, ::-1], axis=1)
+    return jnp.where(ok.any(axis=1), jnp.argmax(ok, axis=1), last)
+
+
 def draw_jax(key: Any, q: Any) -> Array:
     r"""One token per row of ``q`` by the inverse CDF; never a token of zero mass.
 
     With :math:`c_j = \sum_{k \le j} q_k` and :math:`u \sim U[0, 1)`, the token is the first
     :math:`j` with :math:`c_j > u\, c_{V-1}` **and** :math:`q_j > 0`. For a monotone prefix sum the
     second condition is implied (:math:`c_j > c_{j-1}` needs :math:`q_j > 0`); it guards against
-    a prefix sum evaluated in another order (XLA's) and against rounding at the top end, where
-    the last token of positive mass is taken. Rows must have positive total mass.
+    rounding, where the last token of positive mass is taken.
+
+    The prefix sum is taken in two levels (a long prefix sum is slow in XLA on a CPU): the row is
+    cut into :math:`\lceil V / b \rceil` blocks of :math:`b = \lceil \sqrt V\, \rceil` tokens
+    (zero-padded), the block is drawn from the prefix sums of the block masses, then the token
+    inside it from :math:`C_{\text{before}} + ` the prefix sums of the block's entries. In exact
+    arithmetic this is the same token; the rules above make both levels pick positive mass.
 
     Parameters
     ----------
     key
         A JAX PRNG key.
     q
-        ``(R, V)`` nonnegative rows (normalised or not).
+        ``(R, V)`` nonnegative rows (normalised or not), each with positive total mass.
 
     Returns
     -------
     jax.Array
-        ``(R,)`` integer tokens; ``q[r, x[r]] > 0`` for every row with positive mass.
+        ``(R,)`` integer tokens with ``q[r, x[r]] > 0``.
     """
     q = jnp.asarray(q)
-    V = q.shape[1]
-    c = jnp.cumsum(q, axis=1)
-    u = jax.random.uniform(key, (q.shape[0],), dtype=q.dtype) * c[:, -1]
-    pos = q > 0
-    ok = (c > u[:, None]) & pos
-    first = jnp.argmax(ok, axis=1)
-    last = V - 1 - jnp.argmax(pos[:, ::-1], axis=1)
-    return jnp.where(ok.any(axis=1), first, last)
+    R, V = q.shape
+    b = math.isqrt(V - 1) + 1  # ceil(sqrt(V))
+    nb = -(-V // b)
+    blocks = jnp.pad(q, ((0, 0), (0, nb * b - V))).reshape(R, nb, b)
+    mass = blocks.sum(axis=2)  # (R, nb)
+    cb = jnp.cumsum(mass, axis=1)
+    u = jax.random.uniform(key, (R,), dtype=q.dtype) * cb[:, -1]
+    k = _first_positive(cb, u, mass)  # the block
+    before = jnp.where(k > 0, jnp.take_along_axis(cb, jnp.maximum(k - 1, 0)[:, None], axis=1)[:, 0], 0.0)
+    inner = jnp.take_along_axis(blocks, k[:, None, None], axis=1)[:, 0, :]  # (R, b)
+    j = _first_positive(before[:, None] + jnp.cumsum(inner, axis=1), u, inner)
+    return k * b + j
 
 
-def _lengths(ps: Array, qs: Array, xs: Array, eta: Array, verifier: str) -> Array:
-    """Accepted lengths of all rows for ``verifier`` (``"sd"`` or ``"block"``)."""
+def _lengths(ps: Any, qs: Any, xs: Array, eta: Array, verifier: str) -> Array:
+    """Accepted lengths of all rows for ``verifier`` (``"sd"`` or ``"block"``); ``ps``, ``qs`` as
+    in :func:`block_h_jax` (arrays or sequences of per-depth rows)."""
     if verifier == "sd":
         g = xs.shape[0]
-        p_x = jnp.take_along_axis(ps[:g], xs[..., None], axis=2)[..., 0]
-        q_x = jnp.take_along_axis(qs, xs[..., None], axis=2)[..., 0]
+        p_x = jnp.stack([_at(jnp.asarray(ps[i]), xs[i]) for i in range(g)])
+        q_x = jnp.stack([_at(jnp.asarray(qs[i]), xs[i]) for i in range(g)])
         return sd_lengths_jax(sd_acceptance_jax(p_x, q_x), eta)
     return block_lengths_jax(block_h_jax(ps, qs, xs), eta)
 
