@@ -276,13 +276,13 @@ def _lengths_jax(
             q = _check_rows(draft_batch(prefixes), R, "draft_batch", V)
             V = q.shape[1]
             qs.append(_to_device(jax, q))
-            x = np.asarray(bj.draw_jit(keys[i], qs[i]))
+            x = np.asarray(bj._draw_jit(keys[i], qs[i]))
             xs[i] = x
             prefixes = [(*h, int(t)) for h, t in zip(prefixes, x.tolist(), strict=True)]
         allp = _all_prefixes(prefixes, g)
         P = _check_rows(target_batch(allp), R * (g + 1), "target_batch", V).reshape(g + 1, R, -1)
         eta = jax.random.uniform(keys[g], (g, R), dtype=np.float64)
-        lengths = np.asarray(bj.lengths_jit(_to_device(jax, P), tuple(qs), xs, eta, verifier=verifier))
+        lengths = np.asarray(bj._lengths_jit(_to_device(jax, P), tuple(qs), xs, eta, verifier=verifier))
     return _Drawn(lengths, int(P.shape[2]))
 
 

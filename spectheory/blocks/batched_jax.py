@@ -261,5 +261,5 @@ def _lengths(ps: Any, qs: Any, xs: Array, eta: Array, verifier: str) -> Array:
 
 #: jit-compiled entry points used by :func:`~spectheory.blocks.block_acceptance_batched`
 #: (compiled once per shape and verifier).
-draw_jit = jax.jit(draw_jax)
-lengths_jit = jax.jit(_lengths, static_argnames="verifier")
+_draw_jit = jax.jit(draw_jax)
+_lengths_jit = jax.jit(_lengths, static_argnames="verifier")
