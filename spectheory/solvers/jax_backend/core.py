@@ -38,6 +38,7 @@ __all__ = [
     "alpha_iid",
     "alpha_iid_with_order",
     "alpha_wor",
+    "alpha_wor_chain_with_order",
     "alpha_wor_with_order",
     "chain_value_precise",
     "cumsum_compensated",
@@ -310,6 +311,14 @@ WOR_T_HI: float = 2e4
 WOR_RHO_MIN: float = 1e-2
 
 
+#: Largest error estimate of :func:`.wor_moments.alpha_wor_fast` accepted in float64 (the numpy
+#: chain's own target, ``spectheory.solvers.wor.WOR_TARGET``) ...
+WOR_FAST_TOL: float = 1e-11
+#: ... and in float32 (the backend's float32 contract, ``solve.FLOAT32_ERROR_BOUND``, plus the
+#: analytic parts).
+WOR_FAST_TOL32: float = 2e-6
+
+
 def wor_rho(q: Array, n: int) -> Array:
     """Mass outside the ``n - 1`` largest entries of each row of ``q`` (summed directly)."""
     if n <= 1:
@@ -391,7 +400,7 @@ def _wor_chain(ps: Array, qs: Array, n: int, comp: bool, step: float, t_hi: floa
 
 
 @partial(jax.jit, static_argnames=("n", "compensated", "step", "t_hi"))
-def alpha_wor_with_order(
+def alpha_wor_chain_with_order(
     p: Array,
     q: Array,
     n: int,
@@ -399,19 +408,44 @@ def alpha_wor_with_order(
     step: float | None = None,
     t_hi: float = WOR_T_HI,
 ) -> PrefixOut:
-    r""":math:`\alpha^*` for ``n`` drafts sampled without replacement, with the raw witness.
+    r"""The full quadrature chain for ``n`` drafts without replacement (kept as a reference).
 
-    The prefix chain of the ratio order (the prefix property is [checked] for sampling without
-    replacement, ``docs/theory.md`` section 3) with :math:`Q(H_k^n)` from the closed form
-    (``n <= 2``) or the log-time trapezoid quadrature (``n >= 3``; accurate when the mass outside
-    the top ``n - 1`` tokens is at least :data:`WOR_RHO_MIN`, see :func:`wor_rho`). Returns
-    ``(value, k, order)``.
+    Every prefix of the ratio order, :math:`Q(H_k^n)` from the closed form (``n <= 2``) or the
+    log-time trapezoid quadrature of :func:`_wor_quad` (``n >= 3``): ``(n - 2)`` log-domain
+    cumulative sums over :math:`V` per node. **Known inaccuracy** for ``n >= 3``: a prefix
+    :math:`e_{m-1}` that underflows relative to its row's largest term can later be multiplied by a
+    huge :math:`c_i = e^{q_i t} - 1`; on a softmax row at temperature 0.5 (V = 32k, n = 16,
+    :math:`\rho = 0.011`) chain values were off by 4.7e-4 and :math:`\alpha^*` by 2.1e-7.
+    :func:`alpha_wor_with_order` uses :func:`.wor_moments.alpha_wor_fast` instead (ring form, with
+    an error estimate per row).
     """
     comp = _default_compensated(p, compensated)
     ps, qs, order = sort_by_ratio(p, q)
     h = wor_step(n) if step is None else float(step)
     value, k = _finish(_wor_chain(ps, qs, n, comp, h, t_hi))
     return PrefixOut(value, k, order)
+
+
+@partial(jax.jit, static_argnames=("n", "compensated"))
+def alpha_wor_with_order(p: Array, q: Array, n: int, compensated: bool | None = None) -> PrefixOut:
+    r""":math:`\alpha^*` for ``n`` drafts sampled without replacement, with the raw witness.
+
+    ``n <= 2``: the prefix chain of the ratio order with the closed form of :math:`Q(H_k^n)` (the
+    prefix property for sampling without replacement: ``docs/without_replacement.md`` section 6).
+    ``n >= 3``: :func:`.wor_moments.alpha_wor_fast` (moments of the small tokens, exact ring-form
+    factors for the large ones, pruned groups); rows outside its accuracy contract (error
+    estimate above :data:`WOR_FAST_TOL` in float64, :data:`WOR_FAST_TOL32` in float32) get
+    ``value = nan`` rather than an unvouched number (the API recomputes them with numpy; call
+    :func:`.wor_moments.alpha_wor_fast` for the estimate itself). Returns ``(value, k, order)``.
+    """
+    if n <= 2:
+        return alpha_wor_chain_with_order(p, q, n, compensated)
+    from .wor_moments import alpha_wor_fast
+
+    out = alpha_wor_fast(p, q, n, compensated)
+    tol = WOR_FAST_TOL if jnp.dtype(p.dtype) == jnp.dtype(jnp.float64) else WOR_FAST_TOL32
+    value = jnp.where(out.error <= tol, out.value, jnp.nan)
+    return PrefixOut(value, out.k, out.order)
 
 
 @partial(jax.jit, static_argnames=("n", "compensated"))

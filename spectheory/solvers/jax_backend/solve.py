@@ -138,33 +138,29 @@ def _wor_fallback(
     p2: np.ndarray,
     q2: np.ndarray,
     n: int,
+    rows: list[int],
     value: np.ndarray,
     mask: np.ndarray,
     outs: list[np.ndarray],
     return_order: bool,
-) -> list[int]:
-    """Recompute, with the numpy any-``n`` chain (which deflates the largest token), the rows whose
-    mass outside the top ``n - 1`` tokens is below ``core.WOR_RHO_MIN`` (outside the quadrature's
-    contract). Updates ``value``, ``mask`` and ``outs`` in place; returns the rows."""
-    from ..prefix import prefix_order
-    from ..wor import wor_chain
+) -> float:
+    """Recompute ``rows`` (outside the JAX fast path's accuracy contract) with the numpy path
+    (:func:`spectheory.solvers.prefix._prefix_wor`: bucketed fast path, else the reference chain,
+    which deflates the largest token). Updates ``value``, ``mask`` and ``outs`` in place; returns
+    the numpy error bound of those rows."""
+    from ..prefix import _prefix_wor, prefix_order
 
-    V = q2.shape[1]
-    srt = np.sort(q2, axis=1)
-    rho = np.sum(srt[:, : V - (n - 1)], axis=1)
-    rows = [int(b) for b in np.flatnonzero(rho < core.WOR_RHO_MIN)]
-    for b in rows:
-        order = prefix_order(p2[b], q2[b])
-        chain = 1.0 + np.cumsum(p2[b, order]) - wor_chain(q2[b, order], n).Q
-        full = np.concatenate([[1.0], chain])
-        k = int(np.argmin(full))
-        value[b] = full[k]
-        mask[b] = False
-        mask[b, order[:k]] = True
-        outs[2][b] = k
+    if not rows:
+        return 0.0
+    info: dict[str, object] = {}
+    v, m = _prefix_wor(p2[rows], q2[rows], n, info)
+    for i, b in enumerate(rows):
+        value[b] = v[i]
+        mask[b] = m[i]
+        outs[2][b] = int(m[i].sum())
         if return_order:
-            outs[3][b] = order
-    return rows
+            outs[3][b] = prefix_order(p2[b : b + 1], q2[b : b + 1])[0]
+    return float(info.get("error_bound", 0.0))
 
 
 def solve_prefix(
@@ -182,9 +178,12 @@ def solve_prefix(
 ) -> Result:
     r"""Batched :math:`\alpha^*` for IID, Greedy, Hub and WithoutReplacement (any ``n``) on JAX.
 
-    Without replacement with ``n >= 3``: rows whose mass outside the top ``n - 1`` tokens is below
-    ``WOR_RHO_MIN`` are recomputed with the numpy chain of :mod:`spectheory.solvers.wor` (listed in
+    Without replacement with ``n >= 3``: :func:`.wor_moments.alpha_wor_fast` with an error
+    estimate per row; rows whose estimate is above ``core.WOR_FAST_TOL`` (float64; ``WOR_FAST_TOL32``
+    in float32) or that are outside its contract are recomputed with the numpy path (listed in
     ``info["numpy_fallback_rows"]``), so every row keeps the numpy accuracy contract.
+    ``info["error_bound"]`` is the largest estimate of the rows kept (and the numpy bound of the
+    recomputed ones).
 
     Parameters
     ----------
@@ -234,6 +233,7 @@ def solve_prefix(
     if iid_method == "auto":
         iid_method = "bucketed" if platform == "cpu" else "sort"
     bucketed_iid = isinstance(scheme, IID) and iid_method == "bucketed" and not return_order
+    wor_fast = isinstance(scheme, WithoutReplacement) and n >= 3
 
     def fn(pc: Any, qc: Any) -> tuple[Any, ...]:
         if bucketed_iid:
@@ -245,6 +245,13 @@ def solve_prefix(
             return core.alpha_hub(pc, qc)
         if isinstance(scheme, Greedy):
             return core.alpha_greedy(pc, qc, n)
+        if wor_fast:
+            from .wor_moments import alpha_wor_fast
+
+            wf = alpha_wor_fast(pc, qc, n, compensated)
+            mask = core.prefix_mask(wf.order, wf.k)
+            base = (wf.value, mask, wf.k, wf.order) if return_order else (wf.value, mask, wf.k)
+            return (*base, wf.error)
         f = core.alpha_iid_with_order if isinstance(scheme, IID) else core.alpha_wor_with_order
         out = f(pc, qc, n, compensated)
         mask = core.prefix_mask(out.order, out.k)
@@ -257,16 +264,23 @@ def solve_prefix(
     value = outs[0].astype(np.float64)
     mask = outs[1].astype(bool)
     fallback_rows: list[int] = []
-    if isinstance(scheme, WithoutReplacement) and n >= 3:
-        fallback_rows = _wor_fallback(p2, q2, n, value, mask, outs, return_order)
+    error_bound = 0.0 if dt == np.float64 else (
+        FLOAT32_IID_ERROR_BOUND
+        if isinstance(scheme, IID) and compensated is not False
+        else FLOAT32_ERROR_BOUND
+    )
+    if wor_fast:
+        row_err = outs[-1].astype(np.float64)
+        tol = core.WOR_FAST_TOL if dt == np.float64 else core.WOR_FAST_TOL32
+        ok = row_err <= tol  # NaN/inf: outside the contract
+        fallback_rows = [int(b) for b in np.flatnonzero(~ok)]
+        error_bound = float(np.max(row_err[ok], initial=0.0))
+        np_err = _wor_fallback(p2, q2, n, fallback_rows, value, mask, outs, return_order)
+        error_bound = max(error_bound, np_err)
     info: dict[str, Any] = {
         "backend": "jax",
         "dtype": str(dt),
-        "error_bound": 0.0 if dt == np.float64 else (
-            FLOAT32_IID_ERROR_BOUND
-            if isinstance(scheme, IID) and compensated is not False
-            else FLOAT32_ERROR_BOUND
-        ),
+        "error_bound": error_bound,
         "num_chunks": nchunks,
         "chunk_rows": rows,
         "num_devices": ndev,
