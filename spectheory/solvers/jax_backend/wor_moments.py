@@ -42,13 +42,17 @@ Q_{\rm end}\bigr)`. The ``candidates`` groups with the smallest bound are evalua
 which the best unevaluated bound undercuts the returned value (if any) is part of the error.
 
 **Range and error.** Nodes are the trapezoidal rule in :math:`s = \log t` on
-:math:`[10^{-5}, T]` with the node count of the JAX chain at its step (:func:`.core.wor_step`, so
-the step is never coarser than the validated one). :math:`T` is the smallest point of a grid where
+:math:`[10^{-5}, T]` with a fixed node count: that of the range :math:`[10^{-5}, 2\cdot 10^4]` at the step
+:func:`fast_step` (1/5 for ``n <= 8``, 1/8 above; a row with a shorter range gets a finer step,
+a longer one a coarser step, which the estimate below sees). :math:`T` is the smallest point of a grid where
 the right-tail bound :math:`\sum_{m=2}^{n-1} \Gamma(m+1, \rho_m T)/(m!\,\rho_m^{m+1})` of
-:mod:`spectheory.solvers.wor` (:math:`\rho_m` the mass outside the top :math:`m` tokens) is below
+:mod:`spectheory.solvers.wor` (:math:`\rho_m` the mass outside the top :math:`m` tokens; the
+incomplete gamma bounded by :math:`(m+1)e^{-x}\max(1, x^m/m!)`, :func:`_tail`) is below
 ``1e-15`` (``1e-9`` in float32). Each row returns an ``error`` estimate: the tail bound, the
-pruning gap, the Taylor remainder (:math:`n(\tau + 64\varepsilon)`) and the trapezoid estimate of
-:func:`.wor_fast._quad_error` (change against the rule with twice the step, squared). Rows outside
+pruning gap, the Taylor remainder and rounding (:math:`n(\tau + 64\varepsilon)`; in float32 the
+backend's measured contract, 1e-6) and the trapezoid estimate of :func:`_quad_est` (rules with
+steps :math:`h, 2h, 4h`). It is an estimate (the quadrature part is not a proof), validated against
+the numpy path on every benchmark family (``tests/test_jax_wor_fast.py``). Rows outside
 the contract (no :math:`T \le` :data:`WOR_FAST_T_MAX` with a
 small tail, or more than ``big`` tokens with :math:`q_i T > X`) get ``error = inf``; the API
 recomputes them with numpy.
@@ -86,6 +90,7 @@ __all__ = [
     "WorFastOut",
     "alpha_wor_fast",
     "default_groups",
+    "fast_step",
 ]
 
 Array = Any
@@ -105,6 +110,13 @@ WOR_FAST_FLOAT32_ROUNDING: float = 1e-6
 WOR_FAST_T_MAX: float = 1e12
 #: Grid of candidate ranges ``T``.
 _T_GRID = np.geomspace(1.0, WOR_FAST_T_MAX, 193)
+
+
+def fast_step(n: int) -> float:
+    """Default trapezoid step in ``log t``: :func:`.core.wor_step` (1/5) for ``n <= 8`` and 1/8
+    above (at 1/6 the three-rule estimate of :func:`_quad_est` reached 3.4e-11 on a layer-skip
+    row at n = 16, V = 8192, while 1/8 brings it to the Taylor floor, 2.3e-13)."""
+    return wor_step(n) if n <= 8 else 1.0 / 8.0
 
 
 def default_groups(V: int, n: int) -> int:
@@ -138,7 +150,7 @@ def _nodes(T: Array, n: int, step: float | None) -> tuple[Array, Array, Array, i
     """Trapezoid nodes in ``log t`` on ``[WOR_T_LO, T]`` per row: ``t`` and the weights of the rule
     ``(B, J + 1)``, the weights of the rules with steps h, 2h, 4h ``(3, B, J + 1)``, and ``J``
     (a multiple of 4)."""
-    h0 = wor_step(n) if step is None else float(step)
+    h0 = fast_step(n) if step is None else float(step)
     J = math.ceil((math.log(WOR_T_HI) - math.log(WOR_T_LO)) / h0)
     J += -J % 4
     s0 = math.log(WOR_T_LO)
@@ -286,7 +298,7 @@ def alpha_wor_fast(
     groups, candidates, big, step
         Static tuning: number of groups of the sorted chain (default :func:`default_groups`),
         groups evaluated token by token, exact tokens, largest trapezoid step in ``log t``
-        (default :func:`.core.wor_step`).
+        (default :func:`fast_step`).
 
     Returns
     -------

@@ -1,0 +1,162 @@
+"""The JAX without-replacement fast path (``spectheory.solvers.jax_backend.wor_moments``).
+
+References: the brute-force subset form (exact enumeration of ordered draws, small V) and the
+numpy path ``spectheory.solvers.prefix._prefix_wor`` (bucketed fast path / reference chain, itself
+tested against exact enumeration and an independent quadrature in ``tests/test_wor*.py``). The
+contract checked on every instance: a row whose error estimate is finite is within it of the
+reference; rows outside the contract say so (``error = inf``) and the API recomputes them with
+numpy.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import spectheory as st
+from spectheory.solvers.jax_backend import core
+from spectheory.solvers.jax_backend.solve import x64
+from spectheory.solvers.jax_backend.wor_moments import alpha_wor_fast
+from spectheory.solvers.prefix import _prefix_wor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import families
+
+#: Exact enumeration and the numpy path agree to the numpy contract (1e-11); the difference of
+#: two float64 evaluations of the same chain is a few ulps more.
+ULPS = 1e-14
+
+
+def _fast(p: np.ndarray, q: np.ndarray, n: int, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+    with x64(p.dtype == np.float64):
+        out = alpha_wor_fast(jnp.asarray(p), jnp.asarray(q), n, **kw)
+        return np.asarray(out.value, np.float64), np.asarray(out.error, np.float64)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+@pytest.mark.parametrize(("groups", "candidates"), [(None, 8), (3, 1)])
+def test_matches_subsets_with_zeros_and_ties(n: int, groups: int | None, candidates: int) -> None:
+    """Small V with exact zeros in p and q and tied ratios, against exact enumeration; with one
+    candidate group out of three the pruning bound must carry the error (value within it)."""
+    rng = np.random.default_rng(100 + n)
+    V = 9
+    p = rng.dirichlet(np.ones(V), size=4)
+    q = rng.dirichlet(np.ones(V), size=4)
+    p[0, :2] = 0.0  # zero target mass
+    q[1, 3] = 0.0  # zero draft mass: ratio inf
+    q[2] = np.full(V, 1.0 / V)
+    p[2] = np.repeat([0.05, 0.1, 0.183333333333333], 3)  # three tied ratio groups
+    p /= p.sum(1, keepdims=True)
+    q /= q.sum(1, keepdims=True)
+    exact = st.optimal_acceptance(p, st.WithoutReplacement(q, n), method="subsets").value
+    v, e = _fast(p, q, n, groups=groups, candidates=candidates)
+    assert np.all(np.isfinite(e))
+    assert np.all(np.abs(v - exact) <= e + ULPS), (v - exact, e)
+    if groups is None:
+        assert np.max(np.abs(v - exact)) <= 1e-13
+
+
+def test_underflow_regression_row() -> None:
+    """A softmax row at temperature 0.5 (V = 32k, n = 16, mass outside the top 15 tokens 0.011)
+    where the log-domain chain loses 4.7e-4 on chain values and 2e-7 on alpha* (an underflowed
+    prefix e_{m-1} later multiplied by e^{0.847 t} - 1); the ring form is exact here."""
+    rng = np.random.default_rng(1)
+    rows = None
+    for name, fam in families.FAMILIES.items():
+        rows = [fam(rng, 32768) for _ in range(3)]
+        if name == "temp_0.5":
+            break
+    assert rows is not None
+    p = np.array([rows[1][0]])
+    q = np.array([rows[1][1]])
+    ref = _prefix_wor(p, q, 16)[0]
+    v, e = _fast(p, q, 16)
+    assert e[0] <= core.WOR_FAST_TOL
+    assert abs(v[0] - ref[0]) <= e[0]
+    with x64():
+        old = np.asarray(core.alpha_wor_chain_with_order(jnp.asarray(p), jnp.asarray(q), 16).value)
+    assert abs(old[0] - ref[0]) > 1e-8  # the instance does exercise the old chain's flaw
+
+
+#: Families the fast path must take whole (no numpy fallback) at V = 8192: every family whose
+#: draft is not peaked (near one-hot, greedy-like and temperature <= 0.1 drafts may fall back).
+ON_DEVICE = [
+    "temp_0.5", "temp_2", "topk_draft", "topp_both", "distilled", "quantised",
+    "layer_skip", "ngram", "mixture", "ties_flat",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [3, 8, 16])
+def test_families_float64(n: int) -> None:
+    """Every family of the benchmarks (2 rows each, V = 8192): within the reported estimate of the
+    numpy path wherever the estimate is finite; the non-peaked families stay on the device."""
+    rng = np.random.default_rng(7 + n)
+    names = list(families.FAMILIES)
+    pairs = [families.FAMILIES[nm](rng, 8192) for nm in names for _ in range(2)]
+    p = np.array([a for a, _ in pairs])
+    q = np.array([b for _, b in pairs])
+    keep = (q > 0).sum(1) >= n
+    p, q = p[keep], q[keep]
+    labels = [nm for nm in names for _ in range(2)]
+    labels = [lb for lb, k in zip(labels, keep, strict=True) if k]
+    ref = _prefix_wor(p, q, n)[0]
+    v, e = _fast(p, q, n)
+    fin = np.isfinite(e)
+    assert np.all(np.abs(v - ref)[fin] <= e[fin] + ULPS), [
+        (lb, d, b) for lb, d, b, f in zip(labels, v - ref, e, fin, strict=True) if f
+    ]
+    for lb, err in zip(labels, e, strict=True):
+        if lb in ON_DEVICE:
+            assert err <= core.WOR_FAST_TOL, (lb, err)
+
+
+@pytest.mark.parametrize("n", [3, 16])
+def test_families_float32(n: int) -> None:
+    """float32 inputs against float64 numpy on the same (rounded, renormalised) inputs: within
+    the reported estimate (which includes the float32 rounding contract, 1e-6)."""
+    rng = np.random.default_rng(70 + n)
+    names = ["temp_2", "topp_both", "distilled", "mixture", "ties_flat", "layer_skip"]
+    pairs = [families.FAMILIES[nm](rng, 8192) for nm in names]
+    p32 = np.array([a for a, _ in pairs], np.float32)
+    q32 = np.array([b for _, b in pairs], np.float32)
+    p64 = p32.astype(np.float64)
+    q64 = q32.astype(np.float64)
+    p64 /= p64.sum(1, keepdims=True)
+    q64 /= q64.sum(1, keepdims=True)
+    ref = _prefix_wor(p64, q64, n)[0]
+    v, e = _fast(p32, q32, n)
+    assert np.all(e <= core.WOR_FAST_TOL32), e
+    assert np.all(np.abs(v - ref) <= e), (v - ref, e)
+
+
+def test_api_fallback_rows_are_listed_and_exact() -> None:
+    """Near one-hot drafts (masses 1e-300..1e-12 beside 1 - eps) are outside the device contract:
+    the API lists them and returns the numpy values; the other rows stay on the device."""
+    rng = np.random.default_rng(5)
+    pairs = [families.near_one_hot(rng, 4096), families.FAMILIES["temp_2"](rng, 4096)]
+    p = np.array([a for a, _ in pairs])
+    q = np.array([b for _, b in pairs])
+    r = st.optimal_acceptance(p, st.WithoutReplacement(q, 4), backend="jax")
+    ref = _prefix_wor(p, q, 4)[0]
+    assert r.info["numpy_fallback_rows"] == [0]
+    assert r.value[0] == ref[0]
+    assert abs(r.value[1] - ref[1]) <= r.info["error_bound"] <= core.WOR_FAST_TOL
+    # the witness is a set with the returned value (subset form, numpy chain with H first)
+    k = r.info["prefix_length"]
+    assert int(r.witness[1].sum()) == int(k[1])
+
+
+def test_core_marks_rows_outside_the_contract() -> None:
+    """The functional core returns nan, not an unvouched number, where the estimate is too big."""
+    rng = np.random.default_rng(6)
+    p, q = families.near_one_hot(rng, 4096)
+    with x64():
+        v, _ = core.alpha_wor(jnp.asarray(p), jnp.asarray(q), 8)
+        out = alpha_wor_fast(jnp.asarray(p), jnp.asarray(q), 8)
+    assert not np.isfinite(float(out.error)) or float(out.error) > core.WOR_FAST_TOL
+    assert np.isnan(float(v))
