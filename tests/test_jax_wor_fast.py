@@ -134,21 +134,34 @@ def test_families_float32(n: int) -> None:
     assert np.all(np.abs(v - ref) <= e), (v - ref, e)
 
 
-def test_api_fallback_rows_are_listed_and_exact() -> None:
-    """Near one-hot drafts (masses 1e-300..1e-12 beside 1 - eps) are outside the device contract:
-    the API lists them and returns the numpy values; the other rows stay on the device."""
+def test_api_retry_and_fallback_rows() -> None:
+    """Four rows: a temperature-2 pair (first device pass), a near one-hot draft (masses
+    1e-300..1e-12 beside 1 - eps: range 1e13) and a draft at temperature 0.01 (mass outside the
+    top 3 tokens 1e-21: range 1e23), both taken by the second device pass, and a draft whose mass
+    outside its top 3 tokens is 4e-302 (a range beyond 1e30: outside both passes, recomputed with
+    numpy and listed). Values within the reported bound of the numpy path."""
     rng = np.random.default_rng(5)
-    pairs = [families.near_one_hot(rng, 4096), families.FAMILIES["temp_2"](rng, 4096)]
+    V = 4096
+    odd = np.full(V, 1e-305)
+    odd[0] = 1.0
+    odd[1:4] = 1e-200
+    pairs = [
+        families.FAMILIES["temp_2"](rng, V),
+        families.near_one_hot(rng, V),
+        families.FAMILIES["temp_0.01"](rng, V),
+        (families.FAMILIES["temp_2"](rng, V)[0], odd),
+    ]
     p = np.array([a for a, _ in pairs])
     q = np.array([b for _, b in pairs])
     r = st.optimal_acceptance(p, st.WithoutReplacement(q, 4), backend="jax")
     ref = _prefix_wor(p, q, 4)[0]
-    assert r.info["numpy_fallback_rows"] == [0]
-    assert r.value[0] == ref[0]
-    assert abs(r.value[1] - ref[1]) <= r.info["error_bound"] <= core.WOR_FAST_TOL
-    # the witness is a set with the returned value (subset form, numpy chain with H first)
+    assert r.info["numpy_fallback_rows"] == [3]
+    assert r.info["device_retry_rows"] == 2
+    assert r.value[3] == ref[3]
+    assert np.all(np.abs(r.value - ref) <= r.info["error_bound"])
+    assert r.info["error_bound"] <= core.WOR_FAST_TOL
     k = r.info["prefix_length"]
-    assert int(r.witness[1].sum()) == int(k[1])
+    assert [int(w.sum()) for w in r.witness] == [int(x) for x in k]
 
 
 def test_core_marks_rows_outside_the_contract() -> None:

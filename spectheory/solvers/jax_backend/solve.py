@@ -134,6 +134,52 @@ def _devices(shard: bool | None, devices: Any) -> list[Any] | None:
     return devs if shard else None
 
 
+def _wor_retry(
+    p2: np.ndarray,
+    q2: np.ndarray,
+    n: int,
+    rows: list[int],
+    dt: np.dtype,
+    compensated: bool | None,
+    value: np.ndarray,
+    mask: np.ndarray,
+    outs: list[np.ndarray],
+    return_order: bool,
+) -> tuple[list[int], float]:
+    """Second device pass over ``rows`` (outside the default contract of the fast path, mostly
+    peaked drafts) with :data:`.wor_moments.WOR_FAST_RETRY` (longer range, more nodes). Rows it
+    vouches for are written into ``value``, ``mask``, ``outs``; returns the rows still outside
+    and the largest estimate of those taken. The batch is padded to a power of two (repeating
+    the first row) so that few shapes are compiled."""
+    from .wor_moments import WOR_FAST_RETRY, alpha_wor_fast
+
+    if not rows:
+        return [], 0.0
+    m = 1 << (len(rows) - 1).bit_length()
+    idx = np.array(rows + [rows[0]] * (m - len(rows)))
+    tol = core.WOR_FAST_TOL if dt == np.float64 else core.WOR_FAST_TOL32
+    with x64(dt == np.float64):
+        pj = jnp.asarray(p2[idx].astype(dt))
+        qj = jnp.asarray(q2[idx].astype(dt))
+        wf = alpha_wor_fast(pj, qj, n, compensated, **WOR_FAST_RETRY)
+        mk = core.prefix_mask(wf.order, wf.k)
+        v, e, k, o, mk = (np.asarray(x) for x in (wf.value, wf.error, wf.k, wf.order, mk))
+    still: list[int] = []
+    worst = 0.0
+    for i, b in enumerate(rows):
+        err = float(e[i])
+        if not err <= tol:
+            still.append(b)
+            continue
+        worst = max(worst, err)
+        value[b] = v[i]
+        mask[b] = mk[i]
+        outs[2][b] = k[i]
+        if return_order:
+            outs[3][b] = o[i]
+    return still, worst
+
+
 def _wor_fallback(
     p2: np.ndarray,
     q2: np.ndarray,
@@ -180,8 +226,10 @@ def solve_prefix(
 
     Without replacement with ``n >= 3``: :func:`.wor_moments.alpha_wor_fast` with an error
     estimate per row; rows whose estimate is above ``core.WOR_FAST_TOL`` (float64; ``WOR_FAST_TOL32``
-    in float32) or that are outside its contract are recomputed with the numpy path (listed in
-    ``info["numpy_fallback_rows"]``), so every row keeps the numpy accuracy contract.
+    in float32) or that are outside its contract get a second device pass with a longer range and
+    more nodes (``WOR_FAST_RETRY``; their count in ``info["device_retry_rows"]``), and rows still
+    outside are recomputed with the numpy path (listed in ``info["numpy_fallback_rows"]``), so
+    every row keeps the numpy accuracy contract.
     ``info["error_bound"]`` is the largest estimate of the rows kept (and the numpy bound of the
     recomputed ones).
 
@@ -273,8 +321,13 @@ def solve_prefix(
         row_err = outs[-1].astype(np.float64)
         tol = core.WOR_FAST_TOL if dt == np.float64 else core.WOR_FAST_TOL32
         ok = row_err <= tol  # NaN/inf: outside the contract
-        fallback_rows = [int(b) for b in np.flatnonzero(~ok)]
         error_bound = float(np.max(row_err[ok], initial=0.0))
+        retry = [int(b) for b in np.flatnonzero(~ok)]
+        fallback_rows, retry_err = _wor_retry(
+            p2, q2, n, retry, dt, compensated, value, mask, outs, return_order
+        )
+        error_bound = max(error_bound, retry_err)
+        retried = len(retry) - len(fallback_rows)
         np_err = _wor_fallback(p2, q2, n, fallback_rows, value, mask, outs, return_order)
         error_bound = max(error_bound, np_err)
     info: dict[str, Any] = {
@@ -289,6 +342,9 @@ def solve_prefix(
     }
     if isinstance(scheme, IID):
         info["iid_method"] = "bucketed" if bucketed_iid else "sort"
+    if wor_fast:
+        info["wor_method"] = "fast"
+        info["device_retry_rows"] = retried
     if fallback_rows:
         info["numpy_fallback_rows"] = fallback_rows
     if is_prefix:
