@@ -37,9 +37,12 @@ chain value is computed at every group boundary; by the increasing-slopes lemma 
 :math:`Q` is convex in the cumulative mass, ``docs/without_replacement.md`` section 6.2), inside
 group :math:`b` every value is at least
 :math:`\min\bigl(f(\text{start}), 1 + P_{\rm start} + r_{\rm first}\, q(\text{group}) -
-Q_{\rm end}\bigr)`. The ``candidates`` groups with the smallest bound are evaluated token by token
-(exact factors from the group's start); the rest are certified by their bound, and the amount by
-which the best unevaluated bound undercuts the returned value (if any) is part of the error.
+Q_{\rm end}\bigr)`. The ``candidates`` groups with the smallest bound are cut again into
+:data:`WOR_FAST_SUBRUNS` runs (their boundaries evaluated the same way, from the moments of
+the tokens before them) and the ``candidates`` runs with the smallest bound are evaluated token by
+token (exact factors from the run's start); the rest are certified by their bounds, and the
+amount by which the best unevaluated bound undercuts the returned value (if any) is part of the
+error.
 
 **Range and error.** Nodes are the trapezoidal rule in :math:`s = \log t` on
 :math:`[10^{-5}, T]` with a fixed node count: that of the range :math:`[10^{-5}, 2\cdot 10^4]` at the step
@@ -100,8 +103,10 @@ Array = Any
 WOR_FAST_X: float = 0.5
 #: Number of exact ("big") tokens: the largest entries of ``q``.
 WOR_FAST_BIG: int = 256
-#: Groups evaluated token by token.
+#: Groups refined at the second level, and runs of the second level evaluated token by token.
 WOR_FAST_CANDIDATES: int = 8
+#: Runs per candidate group at the second level.
+WOR_FAST_SUBRUNS: int = 16
 #: Right-tail tolerance of the range ``T`` (float64; float32 uses ``1e-9``).
 WOR_FAST_TAIL: float = 1e-15
 #: Rounding allowance of float32 rows (measured worst 1.3e-7 against float64 numpy on the same
@@ -154,9 +159,7 @@ class WorFastOut(NamedTuple):
     error: Array
 
 
-def _nodes(
-    T: Array, n: int, step: float | None, t_ref: float
-) -> tuple[Array, Array, Array, int]:
+def _nodes(T: Array, n: int, step: float | None, t_ref: float) -> tuple[Array, Array, Array, int]:
     """Trapezoid nodes in ``log t`` on ``[WOR_T_LO, T]`` per row: ``t`` and the weights of the rule
     ``(B, J + 1)``, the weights of the rules with steps h, 2h, 4h ``(3, B, J + 1)``, and ``J``
     (a multiple of 4)."""
@@ -385,10 +388,7 @@ def alpha_wor_fast(
     qsm = jnp.where(isbig, 0.0, qs)
     Ssm0 = pre(qsm)
 
-    # --- group boundaries b = 0..G (token index b * g)
-    bidx = jnp.arange(G + 1) * g
-    Pb, Sb, lamb, G1b, Ssmb = (x[:, bidx] for x in (P0, S0, lam0, G10, Ssm0))
-    cntb = jax.vmap(lambda ps_: jnp.searchsorted(ps_, bidx, side="left"))(pos)  # (B, G + 1)
+    # --- moments of the small tokens per group (token index b * g starts group b)
     scale = jnp.where(qmax_small > 0, qmax_small, 1.0)
     u = (qsm / scale[:, None]).reshape(Bn, G, g)
     mom = []
@@ -402,42 +402,87 @@ def alpha_wor_fast(
     t, _w, w3, _J = _nodes(T, n, step, t_ref)
     x = qmax_small[:, None] * t
 
-    def integrals(CM: Array, Ssm: Array, cnt: Array, lam: Array) -> tuple[Array, Array, Array]:
-        """Full ring polynomial at the given boundaries ``(n, B, J1, NB)`` and its integrals."""
-        W = _mul_trunc(_small_poly(CM, Ssm, x, t, n, K), _big_prefix(qbig, cnt, t, n), n)
-        dens = jnp.exp(-t[:, :, None] * lam[:, None, :]) * jnp.sum(W[2:], axis=0)
-        return W, jnp.einsum("rbj,bjk->rbk", w3, dens)
+    def at(kb: Array, CM: Array) -> tuple[Array, ...]:
+        """Chain values at the prefixes of lengths ``kb`` ``(B, NB)`` whose small-token moments
+        are ``CM`` ``(B, NB, K)``: ``f, P, S, Q``, the ring polynomial ``(n, B, J1, NB)`` and the
+        quadrature estimate."""
+        Pv, Sv, lv, G1v, Ssv = (jnp.take_along_axis(x_, kb, axis=-1) for x_ in (P0, S0, lam0, G10, Ssm0))
+        cnt = jax.vmap(lambda ps_, kb_: jnp.searchsorted(ps_, kb_, side="left"))(pos, kb)
+        W = _mul_trunc(_small_poly(CM, Ssv, x, t, n, K), _big_prefix(qbig, cnt, t, n), n)
+        dens = jnp.exp(-t[:, :, None] * lv[:, None, :]) * jnp.sum(W[2:], axis=0)
+        I3 = jnp.einsum("rbj,bjk->rbk", w3, dens)
+        Qv = jnp.clip(Sv - lv * (G1v + I3[0]), 0.0, 1.0)
+        return 1.0 + Pv - Qv, Pv, Sv, Qv, W, _quad_est(lv[None] * I3)
 
-    _, I3b = integrals(CMb, Ssmb, cntb, lamb)
-    Ib = I3b[0]
-    Qb = jnp.clip(Sb - lamb * (G1b + Ib), 0.0, 1.0)
-    fb = 1.0 + Pb - Qb  # (B, G + 1)
-    quad_b = _quad_est(lamb[None] * I3b)
+    qs_pad = jnp.pad(qs, ((0, 0), (0, 1)))
+    ps_pad = jnp.pad(ps, ((0, 0), (0, 1)))
 
-    # --- lower bounds inside groups, candidates
-    first = bidx[:-1]
-    rq = jnp.take_along_axis(qs, jnp.broadcast_to(first, (Bn, G)), axis=-1)
-    rp = jnp.take_along_axis(ps, jnp.broadcast_to(first, (Bn, G)), axis=-1)
-    r_first = jnp.where(rq > 0, rp / jnp.where(rq > 0, rq, 1.0), 0.0)
-    dS = Sb[:, 1:] - Sb[:, :-1]
-    lin = 1.0 + Pb[:, :-1] - Qb[:, 1:] + jnp.where(dS > 0, r_first * dS, 0.0)
-    LB = jnp.minimum(jnp.minimum(fb[:, :-1], fb[:, 1:]), lin)  # (B, G)
-    negLB, cand = lax.top_k(-LB, min(C + 1, G))
-    LB_next = -negLB[:, C] if G > C else jnp.full((Bn,), jnp.inf, dt)
-    cand = cand[:, :C]  # (B, C)
+    def lower(start: Array, fv: Array, Pv: Array, Sv: Array, Qv: Array) -> Array:
+        """Lower bound on the chain inside each run between consecutive boundaries (last axis),
+        by the increasing-slopes lemma; ``start`` = first token of each run."""
+        idx = start.reshape(Bn, -1)
+        rq = jnp.take_along_axis(qs_pad, idx, axis=-1).reshape(start.shape)
+        rp = jnp.take_along_axis(ps_pad, idx, axis=-1).reshape(start.shape)
+        r_first = jnp.where(rq > 0, rp / jnp.where(rq > 0, rq, 1.0), 0.0)
+        dS = Sv[..., 1:] - Sv[..., :-1]
+        lin = 1.0 + Pv[..., :-1] - Qv[..., 1:] + jnp.where(dS > 0, r_first * dS, 0.0)
+        return jnp.minimum(jnp.minimum(fv[..., :-1], fv[..., 1:]), lin)
 
-    # --- candidate groups token by token
-    cstart = cand * g
-    CMc = jnp.take_along_axis(CMb, cand[:, :, None], axis=1)
-    sel = [jnp.take_along_axis(x_, cand, axis=-1) for x_ in (Ssmb, cntb, lamb)]
-    Wc, _ = integrals(CMc, sel[0], sel[1], sel[2])  # (n, B, J1, C)
-    tok = cstart[:, :, None] + jnp.arange(g)[None, None, :]  # (B, C, g)
+    def pick(LB: Array, c: int) -> tuple[Array, Array]:
+        """The ``c`` runs with the smallest bound and the next smallest bound (inf if none)."""
+        m = LB.shape[-1]
+        negLB, idx = lax.top_k(-LB, min(c + 1, m))
+        nxt = -negLB[:, c] if m > c else jnp.full((Bn,), jnp.inf, dt)
+        return idx[:, :c], nxt
+
+    # --- level 1: group boundaries
+    kb1 = jnp.broadcast_to(jnp.arange(G + 1) * g, (Bn, G + 1))
+    f1, P1, S1, Q1, _, quad1 = at(kb1, CMb)
+    LB1 = lower(kb1[:, :-1], f1, P1, S1, Q1)  # (B, G)
+    cand1, next1 = pick(LB1, C)  # (B, C)
+
+    # --- level 2: S2 runs of g2 tokens inside each candidate group
+    S2 = min(WOR_FAST_SUBRUNS, g)
+    g2 = -(-g // S2)
+    S2 = -(-g // g2)
+    gp = S2 * g2
+    tok1 = cand1[:, :, None] * g + jnp.arange(gp)[None, None, :]  # (B, C, gp)
+    inb = jnp.arange(gp) < g
+    tokc = jnp.where(inb, tok1, Vp)  # beyond the group: the zero pad
+    qsm_p = jnp.pad(qsm, ((0, 0), (0, 1)))
+    uc = (jnp.take_along_axis(qsm_p, tokc.reshape(Bn, -1), axis=-1) / scale[:, None]).reshape(Bn, C, S2, g2)
+    mom2 = []
+    uk = uc
+    for _k in range(K):
+        mom2.append(jnp.sum(uk, axis=-1))
+        uk = uk * uc
+    M2 = jnp.stack(mom2, axis=-1)  # (B, C, S2, K)
+    CM2 = jnp.take_along_axis(CMb, cand1[:, :, None], axis=1)[:, :, None, :] + jnp.pad(
+        jnp.cumsum(M2, axis=2), ((0, 0), (0, 0), (1, 0), (0, 0))
+    )  # (B, C, S2 + 1, K)
+    kb2 = jnp.minimum(cand1[:, :, None] * g + jnp.arange(S2 + 1) * g2, (cand1[:, :, None] + 1) * g)
+    f2, P2, S2v, Q2, W2, quad2 = at(kb2.reshape(Bn, -1), CM2.reshape(Bn, -1, K))
+    shp = (Bn, C, S2 + 1)
+    LB2 = lower(
+        kb2[:, :, :-1], f2.reshape(shp), P2.reshape(shp), S2v.reshape(shp), Q2.reshape(shp)
+    )  # (B, C, S2); runs past a group's end are empty (bound = their start value)
+    cand2, next2 = pick(LB2.reshape(Bn, -1), C)  # flat run index c * S2 + s
+    start2 = (cand2 // S2) * (S2 + 1) + cand2 % S2  # its start among the level-2 boundaries
+    Wc = jnp.take_along_axis(W2, start2[None, :, None, :], axis=-1)  # (n, B, J1, C)
+    kstart = jnp.take_along_axis(kb2.reshape(Bn, -1), start2, axis=-1)
+    kend = jnp.take_along_axis(kb2.reshape(Bn, -1), start2 + 1, axis=-1)
+
+    # --- candidate runs token by token
+    tok = kstart[:, :, None] + jnp.arange(g2)[None, None, :]  # (B, C, g2)
+    tok = jnp.where(tok < kend[:, :, None], tok, Vp)  # past the run: the zero pad, same prefix
     flat = tok.reshape(Bn, -1)
-    qt_ = jnp.take_along_axis(qs, flat, axis=-1).reshape(Bn, C, g)
-    kk = flat + 1  # prefix length after each token
-    Pk, Sk, lamk, G1k = (jnp.take_along_axis(x_, kk, axis=-1).reshape(Bn, C, g) for x_ in (P0, S0, lam0, G10))
+    qt_ = jnp.take_along_axis(jnp.pad(qs, ((0, 0), (0, 1))), flat, axis=-1).reshape(Bn, C, g2)
+    kk = jnp.minimum(flat + 1, jnp.repeat(kend, g2, axis=-1))  # prefix length after each token
+    Pk, Sk, lamk, G1k = (
+        jnp.take_along_axis(x_, kk, axis=-1).reshape(Bn, C, g2) for x_ in (P0, S0, lam0, G10)
+    )
 
-    def step(Wst: Array, i: Array) -> tuple[Array, tuple[Array, Array]]:
+    def step(Wst: Array, i: Array) -> tuple[Array, Array]:
         qi = lax.dynamic_index_in_dim(qt_, i, axis=2, keepdims=False)  # (B, C)
         li = lax.dynamic_index_in_dim(lamk, i, axis=2, keepdims=False)
         xt = t[:, :, None] * qi[:, None, :]  # (B, J1, C)
@@ -448,23 +493,26 @@ def alpha_wor_fast(
         dens = jnp.exp(-t[:, :, None] * li[:, None, :]) * jnp.sum(Wn[2:], axis=0)
         return Wn, jnp.einsum("rbj,bjc->rbc", w3, dens)
 
-    _, I3k = lax.scan(step, Wc, jnp.arange(g))  # (g, 3, B, C)
-    I3k = jnp.moveaxis(I3k, 0, -1)  # (3, B, C, g)
-    Ik = I3k[0]
-    Qk = jnp.clip(Sk - lamk * (G1k + Ik), 0.0, 1.0)
-    fk = 1.0 + Pk - Qk  # (B, C, g)
+    _, I3k = lax.scan(step, Wc, jnp.arange(g2))  # (g2, 3, B, C)
+    I3k = jnp.moveaxis(I3k, 0, -1)  # (3, B, C, g2)
+    Qk = jnp.clip(Sk - lamk * (G1k + I3k[0]), 0.0, 1.0)
+    fk = 1.0 + Pk - Qk  # (B, C, g2)
     quad_k = _quad_est(lamk[None] * I3k)
+    LB_next = jnp.minimum(next1, next2)
 
     # --- minimum (smallest k on ties), error
-    vals = jnp.concatenate([fb, fk.reshape(Bn, -1)], axis=-1)
-    ks = jnp.concatenate([jnp.broadcast_to(bidx, (Bn, G + 1)), kk], axis=-1)
+    vals = jnp.concatenate([f1, f2, fk.reshape(Bn, -1)], axis=-1)
+    ks = jnp.concatenate([kb1, kb2.reshape(Bn, -1), kk], axis=-1)
     vmin = jnp.min(vals, axis=-1)
     kbest = jnp.min(jnp.where(vals == vmin[:, None], ks, Vp + 1), axis=-1)
     one = jnp.ones_like(vmin)
     value = jnp.minimum(vmin, one)
     k = jnp.where(vmin < one, jnp.minimum(kbest, V), 0).astype(jnp.int32)
     prune = jnp.maximum(value - LB_next, 0.0)
-    quad = jnp.maximum(jnp.max(quad_b, axis=-1), jnp.max(quad_k.reshape(Bn, -1), axis=-1))
+    quad = jnp.maximum(
+        jnp.maximum(jnp.max(quad1, axis=-1), jnp.max(quad2, axis=-1)),
+        jnp.max(quad_k.reshape(Bn, -1), axis=-1),
+    )
     # Taylor remainder and rounding: n (tau + 64 eps) as the numpy fast path (float64); in
     # float32 the rounding of the chain dominates and the measured contract is used instead.
     rounding = n * (tau + 64.0 * eps) if f64 else WOR_FAST_FLOAT32_ROUNDING
