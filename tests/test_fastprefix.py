@@ -256,3 +256,30 @@ def test_bucket_bits_and_bad_argument() -> None:
     p = np.full((1, 4), 0.25)
     with pytest.raises(ValueError, match="mantissa_bits"):
         prefix_iid_fast(p, p, 2, min_v=1, mantissa_bits=24)
+
+
+def test_small_support_rows_equal_the_reference_bitwise() -> None:
+    """Drafts with few positive entries (top-k truncation; V / 32 or fewer) take the shortcut on
+    their support: value and witness are bitwise those of the full-sort reference, in a batch
+    mixed with ordinary rows, with zeros of p inside the support, and with a positive-q ratio that
+    overflows to +inf (that row is left to the bucketed path: within its tolerance)."""
+    from spectheory.solvers.fastprefix import IID_SMALL_SUPPORT_DIV
+
+    rng = np.random.default_rng(31)
+    V = 8192
+    p = rng.dirichlet(np.ones(V), size=4)
+    q = np.zeros((4, V))
+    supp = rng.choice(V, size=V // IID_SMALL_SUPPORT_DIV, replace=False)
+    q[0, supp] = rng.dirichlet(np.ones(supp.size))
+    q[1, supp[:50]] = rng.dirichlet(np.ones(50))
+    p[1, supp[:10]] = 0.0  # ratio 0 inside the support
+    p[1] /= p[1].sum()
+    q[2] = rng.dirichlet(np.ones(V))  # ordinary row
+    q[3, supp[:50]] = rng.dirichlet(np.ones(50))
+    q[3, supp[0]] = 1e-320  # p / q overflows to inf: shortcut declines
+    q[3] /= q[3].sum()
+    for n in (1, 2, 8):
+        v, m = prefix_iid_fast(p, q, n)
+        vr, mr = prefix_iid_reference(p, q, n)
+        assert np.array_equal(v[:2], vr[:2]) and np.array_equal(m[:2], mr[:2])
+        assert np.all(np.abs(v - vr) <= (n + 2) * V * np.finfo(float).eps)

@@ -140,6 +140,36 @@ def prefix_iid_reference(
     return value, mask
 
 
+#: Rows whose draft has at most ``V // IID_SMALL_SUPPORT_DIV`` positive entries (top-k drafts,
+#: n-gram drafts) run the reference on those entries only (:func:`_iid_small_support`).
+IID_SMALL_SUPPORT_DIV: int = 32
+
+
+def _iid_small_support(
+    p: np.ndarray, q: np.ndarray, n: int
+) -> tuple[float, np.ndarray] | None:
+    r"""The reference chain on the positive entries of ``q`` only (one row), or ``None``.
+
+    Tokens with :math:`q = 0` come last in the stable ratio order (ratio :math:`+\infty`) and
+    leave :math:`S` unchanged (adding 0.0 is exact) while :math:`P` cannot decrease, so the first
+    minimiser of the reference chain is a prefix of the positive-:math:`q` tokens, which come in
+    the reference order when sorted stably by their own ratios: value and witness are bitwise the
+    reference's. Rows where a positive-:math:`q` ratio overflows to :math:`+\infty` (tied with
+    the zeros in the reference order) are left to the caller. Cost :math:`O(V + K \log K)`.
+    """
+    pos = np.flatnonzero(q > 0)
+    with np.errstate(over="ignore"):
+        r = p[pos] / q[pos]
+    if not bool(np.all(np.isfinite(r))):
+        return None
+    o = pos[np.argsort(r, kind="stable")]
+    full = np.concatenate([[1.0], 1.0 + np.cumsum(p[o]) - np.minimum(np.cumsum(q[o]), 1.0) ** n])
+    k = int(np.argmin(full))
+    mask = np.zeros(p.size, dtype=bool)
+    mask[o[:k]] = True
+    return float(full[k]), mask
+
+
 #: Scale of the bucket sums of rows with zero or subnormal entries (a power of two: exact).
 _SUM_SCALE: float = 2.0**600
 
@@ -240,6 +270,29 @@ def prefix_iid_fast(
     m = bucket_mantissa_bits(V) if mantissa_bits is None else int(mantissa_bits)
     if not 0 <= m <= 23:
         raise ValueError(f"argument 'mantissa_bits': must be in 0..23, got {m}")
+    qb = np.broadcast_to(q, p.shape)
+    small = np.flatnonzero(np.count_nonzero(qb > 0, axis=1) <= V // IID_SMALL_SUPPORT_DIV)
+    if small.size:
+        value = np.empty(B)
+        mask = np.zeros((B, V), dtype=bool)
+        done = np.zeros(B, dtype=bool)
+        for b in small:
+            res = _iid_small_support(p[b], qb[b], n)
+            if res is not None:
+                value[b], mask[b] = res
+                done[b] = True
+        if done.any():
+            rest = np.flatnonzero(~done)
+            if rest.size:
+                v2, m2 = prefix_iid_fast(
+                    p[rest], qb[rest], n, mantissa_bits=m, min_v=min_v, stats=stats
+                )
+                value[rest] = v2
+                mask[rest] = m2
+            elif stats is not None:
+                stats["sorted_fraction"] = 0.0
+                stats["candidate_buckets"] = 0.0
+            return value, mask
     M = 1 << (8 + m)
     lo = _bucket_lower(m)
 
