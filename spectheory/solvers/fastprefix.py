@@ -146,7 +146,7 @@ IID_SMALL_SUPPORT_DIV: int = 32
 
 
 def _iid_small_support(
-    p: np.ndarray, q: np.ndarray, n: int
+    p: np.ndarray, q: np.ndarray, n: int, pos: np.ndarray | None = None
 ) -> tuple[float, np.ndarray] | None:
     r"""The reference chain on the positive entries of ``q`` only (one row), or ``None``.
 
@@ -157,7 +157,8 @@ def _iid_small_support(
     reference's. Rows where a positive-:math:`q` ratio overflows to :math:`+\infty` (tied with
     the zeros in the reference order) are left to the caller. Cost :math:`O(V + K \log K)`.
     """
-    pos = np.flatnonzero(q > 0)
+    if pos is None:
+        pos = np.flatnonzero(q > 0)
     with np.errstate(over="ignore"):
         r = p[pos] / q[pos]
     if not bool(np.all(np.isfinite(r))):
@@ -271,13 +272,14 @@ def prefix_iid_fast(
     if not 0 <= m <= 23:
         raise ValueError(f"argument 'mantissa_bits': must be in 0..23, got {m}")
     qb = np.broadcast_to(q, p.shape)
-    small = np.flatnonzero(np.count_nonzero(qb > 0, axis=1) <= V // IID_SMALL_SUPPORT_DIV)
+    posm = qb > 0
+    small = np.flatnonzero(np.count_nonzero(posm, axis=1) <= V // IID_SMALL_SUPPORT_DIV)
     if small.size:
         value = np.empty(B)
         mask = np.zeros((B, V), dtype=bool)
         done = np.zeros(B, dtype=bool)
         for b in small:
-            res = _iid_small_support(p[b], qb[b], n)
+            res = _iid_small_support(p[b], qb[b], n, np.flatnonzero(posm[b]))
             if res is not None:
                 value[b], mask[b] = res
                 done[b] = True
