@@ -173,3 +173,23 @@ def test_core_marks_rows_outside_the_contract() -> None:
         out = alpha_wor_fast(jnp.asarray(p), jnp.asarray(q), 8)
     assert not np.isfinite(float(out.error)) or float(out.error) > core.WOR_FAST_TOL
     assert np.isnan(float(v))
+
+
+def test_one_hot_draft_rest_masses() -> None:
+    """A draft one-hot to 1e-15 (temperature 0.05): 1 - q_i of the top token must be the sum of
+    the others, not cumsum - q (which cancelled to 10% and put alpha* off by 7e-7 for n = 4 and
+    n = 2 alike); JAX and numpy agree on the rest masses to rounding and on alpha*."""
+    from spectheory.schemes import exclusive_sums as np_exclusive
+
+    rng = np.random.default_rng(5)
+    rows = [families.FAMILIES["greedy_draft"](rng, 32768) for _ in range(4)]
+    p = np.array([rows[2][0]])
+    q = np.array([rows[2][1]])
+    with x64():
+        rest = np.asarray(core.exclusive_sums(jnp.asarray(q)))
+    ref_rest = np_exclusive(q)
+    assert np.max(np.abs(rest - ref_rest) / ref_rest) <= 1e-12
+    for n in (2, 4):
+        r = st.optimal_acceptance(p, st.WithoutReplacement(q, n), backend="jax")
+        ref = _prefix_wor(p, q, n)[0]
+        assert abs(r.value[0] - ref[0]) <= max(r.info["error_bound"], 1e-14)
