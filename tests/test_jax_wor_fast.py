@@ -162,6 +162,11 @@ def test_api_retry_and_fallback_rows() -> None:
     assert r.info["error_bound"] <= core.WOR_FAST_TOL
     k = r.info["prefix_length"]
     assert [int(w.sum()) for w in r.witness] == [int(x) for x in k]
+    # a memory budget of one byte: one row per chunk in both passes, the same answers
+    tiny = st.optimal_acceptance(p, st.WithoutReplacement(q, 4), backend="jax", max_chunk_bytes=1)
+    assert tiny.info["num_chunks"] == 4
+    np.testing.assert_array_equal(tiny.value, r.value)
+    np.testing.assert_array_equal(tiny.witness, r.witness)
 
 
 def test_core_marks_rows_outside_the_contract() -> None:

@@ -87,14 +87,21 @@ def _rows(p: np.ndarray, scheme: Scheme) -> tuple[np.ndarray, int, bool]:
 
 
 def _chunk_rows(
-    B: int, V: int, itemsize: int, chunk_rows: int | None, max_chunk_bytes: int, ndev: int
+    B: int,
+    V: int,
+    itemsize: int,
+    chunk_rows: int | None,
+    max_chunk_bytes: int,
+    ndev: int,
+    row_elements: int | None = None,
 ) -> int:
     if chunk_rows is not None:
         if isinstance(chunk_rows, bool) or int(chunk_rows) < 1:
             raise ValueError(f"argument 'chunk_rows': must be a positive integer, got {chunk_rows}")
         rows = int(chunk_rows)
     else:
-        rows = max(1, int(max_chunk_bytes) // max(1, V * itemsize * WORK_ARRAYS))
+        per_row = V * WORK_ARRAYS if row_elements is None else max(row_elements, V * WORK_ARRAYS)
+        rows = max(1, int(max_chunk_bytes) // max(1, per_row * itemsize))
     rows = min(rows, B)
     return int(math.ceil(rows / ndev) * ndev)
 
@@ -145,25 +152,36 @@ def _wor_retry(
     mask: np.ndarray,
     outs: list[np.ndarray],
     return_order: bool,
+    max_chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[list[int], float]:
     """Second device pass over ``rows`` (outside the default contract of the fast path, mostly
     peaked drafts) with :data:`.wor_moments.WOR_FAST_RETRY` (longer range, more nodes). Rows it
     vouches for are written into ``value``, ``mask``, ``outs``; returns the rows still outside
-    and the largest estimate of those taken. The batch is padded to a power of two (repeating
-    the first row) so that few shapes are compiled."""
-    from .wor_moments import WOR_FAST_RETRY, alpha_wor_fast
+    and the largest estimate of those taken. Rows go in chunks within ``max_chunk_bytes`` (by
+    :func:`.wor_moments.work_elements`), each padded to a power of two (repeating its first row)
+    so that few shapes are compiled."""
+    from .wor_moments import WOR_FAST_RETRY, alpha_wor_fast, work_elements
 
     if not rows:
         return [], 0.0
-    m = 1 << (len(rows) - 1).bit_length()
-    idx = np.array(rows + [rows[0]] * (m - len(rows)))
+    V = p2.shape[1]
+    per_row = work_elements(V, n, retry=True) * dt.itemsize
+    cap = max(1, max_chunk_bytes // max(1, per_row))
+    cap = 1 << (cap.bit_length() - 1)  # a power of two: few compiled shapes
     tol = core.WOR_FAST_TOL if dt == np.float64 else core.WOR_FAST_TOL32
-    with x64(dt == np.float64):
-        pj = jnp.asarray(p2[idx].astype(dt))
-        qj = jnp.asarray(q2[idx].astype(dt))
-        wf = alpha_wor_fast(pj, qj, n, compensated, **WOR_FAST_RETRY)
-        mk = core.prefix_mask(wf.order, wf.k)
-        v, e, k, o, mk = (np.asarray(x) for x in (wf.value, wf.error, wf.k, wf.order, mk))
+    parts: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, len(rows), cap):
+        chunk = rows[start : start + cap]
+        m = min(cap, 1 << (len(chunk) - 1).bit_length())
+        idx = np.array(chunk + [chunk[0]] * (m - len(chunk)))
+        with x64(dt == np.float64):
+            pj = jnp.asarray(p2[idx].astype(dt))
+            qj = jnp.asarray(q2[idx].astype(dt))
+            wf = alpha_wor_fast(pj, qj, n, compensated, **WOR_FAST_RETRY)
+            mk = core.prefix_mask(wf.order, wf.k)
+            got = tuple(np.asarray(x)[: len(chunk)] for x in (wf.value, wf.error, wf.k, wf.order, mk))
+        parts.append(got)
+    v, e, k, o, mk = (np.concatenate(xs, axis=0) for xs in zip(*parts, strict=True))
     still: list[int] = []
     worst = 0.0
     for i, b in enumerate(rows):
@@ -270,8 +288,13 @@ def solve_prefix(
     q2 = np.broadcast_to(np.atleast_2d(scheme.q), (B, V))
     devs = _devices(shard, devices)
     ndev = len(devs) if devs else 1
-    rows = _chunk_rows(B, V, dt.itemsize, chunk_rows, max_chunk_bytes, ndev)
     n = scheme.n
+    row_elements = None
+    if isinstance(scheme, WithoutReplacement) and n >= 3:
+        from .wor_moments import work_elements
+
+        row_elements = work_elements(V, n)
+    rows = _chunk_rows(B, V, dt.itemsize, chunk_rows, max_chunk_bytes, ndev, row_elements)
     is_prefix = not isinstance(scheme, (Greedy, Hub))
     if iid_method not in ("auto", "sort", "bucketed"):
         raise ValueError(
@@ -324,7 +347,7 @@ def solve_prefix(
         error_bound = float(np.max(row_err[ok], initial=0.0))
         retry = [int(b) for b in np.flatnonzero(~ok)]
         fallback_rows, retry_err = _wor_retry(
-            p2, q2, n, retry, dt, compensated, value, mask, outs, return_order
+            p2, q2, n, retry, dt, compensated, value, mask, outs, return_order, max_chunk_bytes
         )
         error_bound = max(error_bound, retry_err)
         retried = len(retry) - len(fallback_rows)

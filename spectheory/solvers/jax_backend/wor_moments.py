@@ -95,6 +95,7 @@ __all__ = [
     "alpha_wor_fast",
     "default_groups",
     "fast_step",
+    "work_elements",
 ]
 
 Array = Any
@@ -136,6 +137,19 @@ def default_groups(V: int, n: int) -> int:
     """Number of groups of the sorted chain for vocabulary ``V`` and ``n`` drafts (about
     :math:`\\sqrt{V}`, so boundary and token work balance; at most ``V``)."""
     return int(max(1, min(V, 2 ** round(math.log2(math.sqrt(V) * 0.75)))))
+
+
+def work_elements(V: int, n: int, big: int = WOR_FAST_BIG, retry: bool = False) -> int:
+    """Approximate peak number of array elements per row of :func:`alpha_wor_fast` (to size
+    chunks): the big-token scan's stacked states, the ring polynomials at the two levels of
+    boundaries (a few live copies each) and the row's own ``(V,)`` work arrays."""
+    h = fast_step(n) if not retry else float(WOR_FAST_RETRY["step"])
+    t_ref = WOR_T_HI if not retry else float(WOR_FAST_RETRY["t_ref"])
+    J1 = math.ceil((math.log(t_ref) - math.log(WOR_T_LO)) / h) + 5
+    G = default_groups(V, n)
+    nb = (G + 1) + WOR_FAST_CANDIDATES * (WOR_FAST_SUBRUNS + 1)
+    L = min(big, V)
+    return int(2 * (L + 1) * n * J1 + 6 * n * J1 * nb + 16 * V)
 
 
 class WorFastOut(NamedTuple):
