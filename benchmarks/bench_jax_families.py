@@ -168,9 +168,9 @@ def markdown(path: str) -> str:
         f"{d['reps']}.",
         "",
         "| family | V | n | WOR / iid (bucketed) | WOR / iid (sort) | WOR / sort | "
-        "iid bucketed / sort | old chain / new | inside (1st pass / after retry) | max diff | "
-        "max estimate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "iid bucketed / sort | old chain / new | inside (1st pass / after retry) | retry pass / "
+        "1st | max diff | max estimate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ins = f"{r['inside']}/{r['B']}"
@@ -181,7 +181,9 @@ def markdown(path: str) -> str:
             f"{r['wor_over_iid_sort']:.2f} | {r['wor_over_sort']:.2f} | "
             f"{r['iid_bucketed_over_sort']:.2f} | "
             + (f"{r['wor_chain_s'] / r['wor_fast_s']:.1f}" if "wor_chain_s" in r else "")
-            + f" | {ins} | {r['max_diff']:.1e} | "
+            + f" | {ins} | "
+            + (f"{r['wor_retry_s'] / r['wor_fast_s']:.1f}" if "wor_retry_s" in r else "")
+            + f" | {r['max_diff']:.1e} | "
             f"{r['max_estimate']:.1e} |"
         )
     if d.get("failures"):
