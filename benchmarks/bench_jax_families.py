@@ -159,6 +159,31 @@ def run(
     return rows, failures
 
 
+def worst_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per (V, n): the worst family of each ratio and the rows the device answered."""
+    out = [
+        "| V | n | WOR / iid (bucketed), worst | family | WOR / iid (sort), worst | family | "
+        "WOR / sort, worst | rows on the device (both passes) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["V"], r["n"]) for r in rows})
+    summ = []
+    for V, n in keys:
+        rs = [r for r in rows if r["V"] == V and r["n"] == n]
+        a = max(rs, key=lambda r: r["wor_over_iid_bucketed"])
+        b = max(rs, key=lambda r: r["wor_over_iid_sort"])
+        c = max(rs, key=lambda r: r["wor_over_sort"])
+        dev = sum(r.get("inside_after_retry", r["inside"]) for r in rs)
+        tot = sum(r["B"] for r in rs)
+        summ.append((a["wor_over_iid_bucketed"], V, n, a, b, c, dev, tot))
+    for w, V, n, a, b, c, dev, tot in sorted(summ, key=lambda x: -x[0]):
+        out.append(
+            f"| {V} | {n} | {w:.1f} | {a['family']} | {b['wor_over_iid_sort']:.2f} | "
+            f"{b['family']} | {c['wor_over_sort']:.2f} | {dev}/{tot} |"
+        )
+    return out
+
+
 def markdown(path: str) -> str:
     d = json.loads(Path(path).read_text())
     rows = sorted(d["rows"], key=lambda r: -r["wor_over_iid_bucketed"])
@@ -166,6 +191,8 @@ def markdown(path: str) -> str:
         f"Machine: {d['machine']}, device {d['device']}, JAX {d['jax']}, load average "
         f"{d['loadavg_before']} -> {d['loadavg_after']}; B = {d['B']} rows per batch, best of "
         f"{d['reps']}.",
+        "",
+        *worst_table(d["rows"]),
         "",
         "| family | V | n | WOR / iid (bucketed) | WOR / iid (sort) | WOR / sort | "
         "iid bucketed / sort | old chain / new | inside (1st pass / after retry) | retry pass / "

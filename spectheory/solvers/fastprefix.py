@@ -106,7 +106,7 @@ def _bucket_lower(m: int) -> np.ndarray:
 
 def _ratio(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``p/q`` with ``q <= 0`` (zero) mapped to ``+inf``, as in the reference order."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.where(q > 0, p / np.where(q > 0, q, 1.0), np.inf)
 
 

@@ -52,8 +52,9 @@ the right-tail bound :math:`\sum_{m=2}^{n-1} \Gamma(m+1, \rho_m T)/(m!\,\rho_m^{
 :mod:`spectheory.solvers.wor` (:math:`\rho_m` the mass outside the top :math:`m` tokens; the
 incomplete gamma bounded by :math:`(m+1)e^{-x}\max(1, x^m/m!)`, :func:`_tail`) is below
 ``1e-15`` (``1e-9`` in float32). Each row returns an ``error`` estimate: the tail bound, the
-pruning gap, the Taylor remainder and rounding (:math:`n(\tau + 64\varepsilon)`; in float32 the
-backend's measured contract, 1e-6) and the trapezoid estimate of :func:`_quad_est` (rules with
+pruning gap, the Taylor remainder and rounding (:math:`n(\tau + 64\varepsilon) +
+16\sqrt{V}\varepsilon`, the last term the prefix sums' estimate of the numpy path; in float32
+the backend's measured contract, 1e-6) and the trapezoid estimate of :func:`_quad_est` (rules with
 steps :math:`h, 2h, 4h`). It is an estimate (the quadrature part is not a proof), validated against
 the numpy path on every benchmark family (``tests/test_jax_wor_fast.py``). Rows outside
 the contract (no :math:`T \le` :data:`WOR_FAST_T_MAX` with a
@@ -531,7 +532,11 @@ def alpha_wor_fast(
     )
     # Taylor remainder and rounding: n (tau + 64 eps) as the numpy fast path (float64); in
     # float32 the rounding of the chain dominates and the measured contract is used instead.
-    rounding = n * (tau + 64.0 * eps) if f64 else WOR_FAST_FLOAT32_ROUNDING
+    # plus the prefix sums P, S, lambda, G_1 over up to V terms: 16 sqrt(V) eps, the numpy path's
+    # summation estimate (a full-vocabulary row at V = 128k: 1.5e-13 between the two paths)
+    rounding = (
+        n * (tau + 64.0 * eps) + 16.0 * math.sqrt(V) * eps if f64 else WOR_FAST_FLOAT32_ROUNDING
+    )
     error = tail_err + prune + quad + rounding
     error = jnp.where(inside & jnp.isfinite(value), error, jnp.inf)
     return WorFastOut(value.reshape(lead), k.reshape(lead), order.reshape((*lead, V)), error.reshape(lead))
