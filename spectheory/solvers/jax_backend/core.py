@@ -238,7 +238,8 @@ def ratio_order(r: Array) -> Array:
     full ``(ratio, index)`` pairs repair those, and the result is *checked* to be the stable
     order: if any row is not, the whole batch takes ``jnp.argsort(stable=True)``
     (``lax.cond``), so the permutation is always exactly the stable argsort's. Without 64-bit
-    types (float32 without x64) the argsort runs directly.
+    types (float32 without x64) the argsort runs directly. (Under ``jax.vmap`` the ``lax.cond``
+    becomes a select and both branches run: pass the batch as a leading axis instead.)
     """
     if jnp.dtype(r.dtype) != jnp.dtype(jnp.float64):
         return _argsort_stable(r)
