@@ -368,3 +368,16 @@ def test_ratio_order_is_the_stable_argsort(V: int) -> None:
     ref = np.stack([np.argsort(x, kind="stable") for x in r])
     np.testing.assert_array_equal(o, ref)
     np.testing.assert_array_equal(o_generic, ref[[0, 2, 3, 4]])
+
+
+def test_greedy_ties_take_the_lower_index() -> None:
+    """Greedy drafts with tied draft masses: the n - 1 argmax passes pick the lower indices (the
+    set lax.top_k and the numpy path pick); value and witness equal the numpy path's."""
+    q = np.array([[0.1, 0.2, 0.2, 0.2, 0.15, 0.15], [0.25, 0.25, 0.25, 0.25, 0.0, 0.0]])
+    p = np.array([[0.3, 0.1, 0.2, 0.1, 0.2, 0.1], [0.05, 0.05, 0.3, 0.3, 0.2, 0.1]])
+    for n in (2, 3, 4):
+        scheme = st.Greedy(q, n)
+        r = st.optimal_acceptance(p, scheme, backend="jax")
+        ref = st.optimal_acceptance(p, scheme, method="prefix")
+        np.testing.assert_allclose(r.value, ref.value, rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(r.witness, ref.witness)
