@@ -260,8 +260,14 @@ def _small_poly(CM: Array, Ssm: Array, x: Array, t: Array, n: int, K: int) -> Ar
     Sj = jnp.einsum("bgk,bijk,jk->jbig", CM, xs, coef)  # (n, B, J1, NB); Sj[1] = ell_1 / x
     l1 = x[..., None] * Sj[1]
     sig = jnp.where(l1 > 0, l1, 1.0)
-    ratio = jnp.where(l1 > 0, 1.0 / jnp.where(Sj[1] > 0, Sj[1], 1.0), 0.0)  # x / sigma
-    lt = [None] + [ratio**j * Sj[j] for j in range(1, n)]
+    # A prefix whose small tokens are all tiny against the largest small token (scaled first
+    # moment below `thr`) has at most X * thr = 5e-21 expected rings from them: its small part is
+    # 1 to that accuracy (float64), and 1 / Sj[1] would overflow in ratio^j. In float32 such
+    # prefixes may overflow to inf/nan: the row is then flagged (error inf), never wrong.
+    thr = 1e-20 if jnp.dtype(t.dtype) == jnp.dtype(jnp.float64) else 0.0
+    live = Sj[1] > thr
+    ratio = jnp.where(live & (l1 > 0), 1.0 / jnp.where(live, Sj[1], 1.0), 0.0)  # x / sigma
+    lt = [None] + [(Sj[j] * ratio) * ratio ** (j - 1) for j in range(1, n)]
     E = [jnp.ones_like(l1)]
     for m in range(1, n):
         acc = jnp.zeros_like(l1)
@@ -381,15 +387,19 @@ def alpha_wor_fast(
     qs = jnp.pad(qs, pad)
 
     # --- exact (big) tokens and the range
-    # order statistics of q from one sort of its bit patterns (an integer key: XLA's top_k on the
-    # CPU sorts the floats whatever k, 25 ms for 4 x 32k, against 5 ms for the integer sort)
-    qasc = _sorted_values(q2)  # ascending
-    top = jnp.flip(qasc[:, V - min(L + 1, V) :], -1)  # the L + 1 largest, descending
-    qmax_small = top[:, -1] if V > L else jnp.zeros((Bn,), dt)
-    # rho_m = mass outside the top m tokens, m = 1..n-1, as sums of non-negative terms (the
-    # difference 1 - sum(top) cancels to 0 on near one-hot drafts)
-    rho_last = jnp.sum(qasc[:, : V - (n - 1)], axis=-1)
-    tops = top[:, : n - 1]
+    # the n - 1 largest entries of q by argmax passes (no sort: XLA's top_k sorts the whole row
+    # on the CPU whatever k, 25 ms for 4 x 32k); rho_m = mass outside the top m tokens,
+    # m = 1..n-1, as sums of non-negative terms (1 - sum(top) cancels on near one-hot drafts)
+    iota = lax.broadcasted_iota(jnp.int32, q2.shape, 1)
+    D = jnp.zeros(q2.shape, dtype=bool)
+    tops_l = []
+    for _ in range(n - 1):
+        qm = jnp.where(D, -jnp.inf, q2)
+        a = jnp.argmax(qm, axis=-1).astype(jnp.int32)
+        tops_l.append(jnp.max(qm, axis=-1))
+        D = D | (iota == a[:, None])
+    tops = jnp.stack(tops_l, axis=-1)  # (B, n - 1), descending
+    rho_last = jnp.sum(jnp.where(D, 0.0, q2), axis=-1)
     rc = jnp.flip(jnp.cumsum(jnp.flip(tops, -1), axis=-1), -1)  # sum_{j >= i} tops_j
     after = jnp.concatenate([rc[:, 1:], jnp.zeros_like(rc[:, :1])], axis=-1)  # sum_{j > m - 1}
     rho = jnp.maximum(rho_last[:, None] + after, jnp.finfo(dt).tiny)  # (B, n - 1)
@@ -400,7 +410,11 @@ def alpha_wor_fast(
     ti = jnp.where(jnp.any(okT, axis=-1), jnp.argmax(okT, axis=-1), Tg.size - 1)
     T = Tg[ti]
     tail_err = jnp.take_along_axis(tails, ti[:, None], axis=-1)[:, 0]
-    inside = (tail_err <= tol) & (qmax_small * T <= WOR_FAST_X)
+    # exact ("big") tokens: q > X / T (all positive ones when V <= big); the rest have q T <= X
+    theta = jnp.zeros((Bn,), dt) if V <= L else WOR_FAST_X / T
+    nbig = jnp.sum(q2 > theta[:, None], axis=-1)
+    qmax_small = jnp.max(jnp.where(q2 > theta[:, None], 0.0, q2), axis=-1)
+    inside = (tail_err <= tol) & (nbig <= L)
 
     isbig = qs > qmax_small[:, None]
     isbig = isbig & (jnp.arange(Vp) < V)[None, :]
