@@ -18,8 +18,9 @@ polynomial is the law of the number of tokens of :math:`H` that have "rung" by t
 exponential race, so every coefficient lies in :math:`[0, 1]`; :math:`G_1` is the closed form of the
 JAX chain.
 
-**Small and big tokens.** The ``L`` largest entries of ``q`` (``big``, default 256) are exact
-factors; for every other token :math:`x_i = q_i t \le X` (``X = 0.5``) on the whole range, and
+**Small and big tokens.** The tokens with :math:`q_i > X/T` (``X = 0.5``, :math:`T` the range
+below; at most ``big`` of them, default 256, else the row is outside the contract) are exact
+factors; for every other token :math:`x_i = q_i t \le X` on the whole range, and
 
 .. math::
 
@@ -59,7 +60,7 @@ steps :math:`h, 2h, 4h`). It is an estimate (the quadrature part is not a proof)
 the numpy path on every benchmark family (``tests/test_jax_wor_fast.py``). Rows outside
 the contract (no :math:`T \le` :data:`WOR_FAST_T_MAX` with a
 small tail, or more than ``big`` tokens with :math:`q_i T > X`) get ``error = inf``; the API
-recomputes them with numpy.
+gives them a second pass (:data:`WOR_FAST_RETRY`) and recomputes the rest with numpy.
 
 Sampling without replacement: Khisti et al. (arXiv 2410.18234); the subset form and the prefix
 property: Hu et al. (arXiv 2502.18779) and ``docs/without_replacement.md``. This evaluator is ours.
@@ -281,19 +282,6 @@ def _small_poly(CM: Array, Ssm: Array, x: Array, t: Array, n: int, K: int) -> Ar
     for m in range(1, n):
         out.append(jnp.exp(jnp.minimum(l0 + m * logs, cap)) * E[m])
     return jnp.stack(out)
-
-
-def _sorted_values(x: Array) -> Array:
-    """``jnp.sort(x, axis=-1)`` for non-negative floats, by sorting their bit patterns as unsigned
-    integers (order-preserving for ``x >= 0``; the sign bit of ``-0.0`` is cleared)."""
-    if jnp.dtype(x.dtype) == jnp.dtype(jnp.float64):
-        ut, sign = jnp.uint64, jnp.uint64(0x7FFFFFFFFFFFFFFF)
-    elif jnp.dtype(x.dtype) == jnp.dtype(jnp.float32):
-        ut, sign = jnp.uint32, jnp.uint32(0x7FFFFFFF)
-    else:
-        return jnp.sort(x, axis=-1)
-    bits = lax.bitcast_convert_type(x, ut) & sign
-    return lax.bitcast_convert_type(jnp.sort(bits, axis=-1), x.dtype)
 
 
 def _quad_est(I3: Array) -> Array:
