@@ -20,7 +20,7 @@ import pytest
 import spectheory as st
 from spectheory.solvers.jax_backend import core
 from spectheory.solvers.jax_backend.solve import x64
-from spectheory.solvers.jax_backend.wor_moments import alpha_wor_fast
+from spectheory.solvers.jax_backend.wor_moments import WOR_FAST_RETRY, alpha_wor_fast
 from spectheory.solvers.prefix import _prefix_wor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -198,3 +198,37 @@ def test_one_hot_draft_rest_masses() -> None:
         r = st.optimal_acceptance(p, st.WithoutReplacement(q, n), backend="jax")
         ref = _prefix_wor(p, q, n)[0]
         assert abs(r.value[0] - ref[0]) <= max(r.info["error_bound"], 1e-14)
+
+
+@pytest.mark.parametrize("family", ["near_one_hot_q", "near_one_hot_both", "low_temperature",
+                                    "zeros", "ties", "disjoint"])  # fmt: skip
+def test_guard_families_against_fractions(family: str) -> None:
+    """The guard's adversarial families (masses 1e-300..1e-12 beside 1 - eps, temperatures
+    0.01-0.1, exact zeros, ties, disjoint supports; ``tests/guard_core.py``) at V = 5 and 6:
+    the fast path (default, with the pruning forced to one candidate group, and the API's second
+    pass) and the API,
+    against alpha* from the subset dual in Fraction arithmetic on the exact float inputs
+    (``guard_core.exact_alpha_star``, tuple laws recomputed by ``exact_refs.exact_tuple_probs``).
+    Every row with a finite estimate is within it; the API within its reported bound."""
+    import guard_core as G
+    from exact_refs import exact_tuple_probs, fractions
+
+    rng = np.random.default_rng(len(family) * 7919)
+    checked = 0
+    for V in (5, 6):
+        for _ in range(4):
+            p, q = G.instance(family, rng, V)
+            for n in (3, 4):
+                if int((q > 0).sum()) < n:
+                    continue
+                scheme = st.WithoutReplacement(q, n)
+                tuples, probs = exact_tuple_probs(scheme, fractions(q))
+                exact = float(G.exact_alpha_star(fractions(p), tuples, probs))
+                for kw in ({}, {"groups": 3, "candidates": 1}, WOR_FAST_RETRY):
+                    v, e = _fast(p[None], q[None], n, **kw)
+                    if np.isfinite(e[0]):
+                        assert abs(v[0] - exact) <= e[0] + ULPS, (family, V, n, kw, v[0], exact, e)
+                        checked += 1
+                r = st.optimal_acceptance(p, scheme, backend="jax")
+                assert abs(float(r.value) - exact) <= r.info["error_bound"] + ULPS, (family, V, n)
+    assert checked > 0
