@@ -178,10 +178,9 @@ class WorFastOut(NamedTuple):
     error: Array
 
 
-def _nodes(T: Array, n: int, step: float | None, t_ref: float) -> tuple[Array, Array, Array, int]:
-    """Trapezoid nodes in ``log t`` on ``[WOR_T_LO, T]`` per row: ``t`` and the weights of the rule
-    ``(B, J + 1)``, the weights of the rules with steps h, 2h, 4h ``(3, B, J + 1)``, and ``J``
-    (a multiple of 4)."""
+def _nodes(T: Array, n: int, step: float | None, t_ref: float) -> tuple[Array, Array]:
+    """Trapezoid nodes in ``log t`` on ``[WOR_T_LO, T]`` per row: ``t`` ``(B, J + 1)`` and the
+    weights of the rules with steps h, 2h, 4h ``(3, B, J + 1)`` (``J`` a multiple of 4)."""
     h0 = fast_step(n) if step is None else float(step)
     J = math.ceil((math.log(t_ref) - math.log(WOR_T_LO)) / h0)
     J += -J % 4
@@ -194,7 +193,7 @@ def _nodes(T: Array, n: int, step: float | None, t_ref: float) -> tuple[Array, A
     jj = jnp.arange(J + 1)
     w2 = jnp.where(jj % 2 == 0, 2.0 * w, 0.0)
     w4 = jnp.where(jj % 4 == 0, 4.0 * w, 0.0)
-    return t, w, jnp.stack([w, w2, w4]), J
+    return t, jnp.stack([w, w2, w4])
 
 
 def _tail(rho: Array, T: Array, n: int) -> Array:
@@ -283,6 +282,16 @@ def _small_poly(CM: Array, Ssm: Array, x: Array, t: Array, n: int, K: int) -> Ar
     for m in range(1, n):
         out.append(jnp.exp(jnp.minimum(l0 + m * logs, cap)) * E[m])
     return jnp.stack(out)
+
+
+def _power_sums(u: Array, K: int) -> Array:
+    """``out[..., k - 1] = sum(u ** k, axis=-1)`` for ``k = 1..K`` (repeated products)."""
+    out = []
+    uk = u
+    for _k in range(K):
+        out.append(jnp.sum(uk, axis=-1))
+        uk = uk * u
+    return jnp.stack(out, axis=-1)
 
 
 def _quad_est(I3: Array) -> Array:
@@ -427,15 +436,10 @@ def alpha_wor_fast(
     # --- moments of the small tokens per group (token index b * g starts group b)
     scale = jnp.where(qmax_small > 0, qmax_small, 1.0)
     u = (qsm / scale[:, None]).reshape(Bn, G, g)
-    mom = []
-    uk = u
-    for _k in range(K):
-        mom.append(jnp.sum(uk, axis=-1))
-        uk = uk * u
-    Mg = jnp.stack(mom, axis=-1)  # (B, G, K)
+    Mg = _power_sums(u, K)  # (B, G, K)
     CMb = jnp.pad(jnp.cumsum(Mg, axis=1), ((0, 0), (1, 0), (0, 0)))  # (B, G + 1, K)
 
-    t, _w, w3, _J = _nodes(T, n, step, t_ref)
+    t, w3 = _nodes(T, n, step, t_ref)
     x = qmax_small[:, None] * t
 
     def at(kb: Array, CM: Array) -> tuple[Array, ...]:
@@ -487,12 +491,7 @@ def alpha_wor_fast(
     tokc = jnp.where(inb, tok1, Vp)  # beyond the group: the zero pad
     qsm_p = jnp.pad(qsm, ((0, 0), (0, 1)))
     uc = (jnp.take_along_axis(qsm_p, tokc.reshape(Bn, -1), axis=-1) / scale[:, None]).reshape(Bn, C, S2, g2)
-    mom2 = []
-    uk = uc
-    for _k in range(K):
-        mom2.append(jnp.sum(uk, axis=-1))
-        uk = uk * uc
-    M2 = jnp.stack(mom2, axis=-1)  # (B, C, S2, K)
+    M2 = _power_sums(uc, K)  # (B, C, S2, K)
     CM2 = jnp.take_along_axis(CMb, cand1[:, :, None], axis=1)[:, :, None, :] + jnp.pad(
         jnp.cumsum(M2, axis=2), ((0, 0), (0, 0), (1, 0), (0, 0))
     )  # (B, C, S2 + 1, K)
